@@ -1,0 +1,3 @@
+from hub3d.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Server settings: one pydantic-settings class, read from env vars and CLI flags alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything the control plane needs; built once at start and passed in explicitly."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    host: str = Field("127.0.0.1", validation_alias=_env("host", "HUB3D_HOST"))
+    port: int = Field(9299, ge=0, le=65535, validation_alias=_env("port", "PORT"))
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["inflate"], validation_alias=_env("models", "HUB3D_MODELS")
+    )
+    data_dir: Path = Field(
+        Path("~/hub3d-data"), validation_alias=_env("data_dir", "HUB3D_DATA_DIR")
+    )
+    api_key: SecretStr | None = Field(None, validation_alias=_env("api_key", "HUB3D_API_KEY"))
+    max_concurrent: int = Field(
+        1, ge=1, le=64, validation_alias=_env("max_concurrent", "MAX_CONCURRENT")
+    )
+    max_queue_size: int = Field(
+        10, ge=1, le=100_000, validation_alias=_env("max_queue_size", "MAX_QUEUE_SIZE")
+    )
+    result_ttl_hours: float = Field(
+        24.0, gt=0, validation_alias=_env("result_ttl_hours", "HUB3D_RESULT_TTL_HOURS")
+    )
+    # "auto": every visible GPU for CUDA backends, "cpu" otherwise; or a list like cuda:0,cuda:1.
+    devices: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["auto"], validation_alias=_env("devices", "HUB3D_DEVICES")
+    )
+    preload: bool = Field(False, validation_alias=_env("preload", "HUB3D_PRELOAD"))
+    max_upload_mb: float = Field(
+        25.0, gt=0, validation_alias=_env("max_upload_mb", "HUB3D_MAX_UPLOAD_MB")
+    )
+    max_image_pixels: int = Field(
+        40_000_000, gt=0, validation_alias=_env("max_image_pixels", "HUB3D_MAX_IMAGE_PIXELS")
+    )
+    sync_timeout_s: float = Field(
+        280.0, gt=0, validation_alias=_env("sync_timeout_s", "HUB3D_SYNC_TIMEOUT_S")
+    )
+    url_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=_env("url_timeout_s", "HUB3D_URL_TIMEOUT_S")
+    )
+    # Off by default: image_url may not reach loopback/private hosts (SSRF). Tests turn it on.
+    allow_private_urls: bool = Field(
+        False, validation_alias=_env("allow_private_urls", "HUB3D_ALLOW_PRIVATE_URLS")
+    )
+    root_path: str = Field("", validation_alias=_env("root_path", "HUB3D_ROOT_PATH"))
+    log_level: str = Field("info", validation_alias=_env("log_level", "HUB3D_LOG_LEVEL"))
+
+    @field_validator("models", "devices", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one model is required, e.g. --models inflate")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def default_model(self) -> str:
+        return self.model_names[0]
+
+    @property
+    def model_names(self) -> list[str]:
+        """Names as clients use them: `name=module:Class` entries are served as `name`."""
+        return [spec.split("=", 1)[0] for spec in self.models]
+
+    def api_key_value(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key else None

@@ -1,0 +1,122 @@
+"""The model worker process: `python -m hub3d.workers.child --model SPEC --device DEV`.
+
+It loads one backend once, then runs jobs sent over stdin, answering on the original stdout.
+Anything the model libraries print goes to stderr, so it can never corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hub3d.errors import ModelError
+from hub3d.models.base import Backend, JobInput
+from hub3d.models.registry import load_backend_class
+from hub3d.workers.protocol import decode, write_message
+
+__all__ = ["main"]
+
+
+class _StageClock:
+    """Turns stage reports into messages and per-stage durations."""
+
+    def __init__(self, send: Any, job_id: str) -> None:
+        self._send, self._job_id = send, job_id
+        self.timings: dict[str, float] = {}
+        self._stage: str | None = None
+        self._since = time.perf_counter()
+
+    def __call__(self, stage: str, message: str = "") -> None:
+        self._close()
+        self._stage, self._since = stage, time.perf_counter()
+        self._send({"type": "stage", "job_id": self._job_id, "stage": stage, "message": message})
+
+    def _close(self) -> None:
+        if self._stage is not None:
+            spent = time.perf_counter() - self._since
+            self.timings[self._stage] = round(self.timings.get(self._stage, 0.0) + spent, 6)
+
+    def finish(self) -> dict[str, float]:
+        self._close()
+        self._stage = None
+        return self.timings
+
+
+def _run_job(backend: Backend, cls: type[Backend], msg: dict[str, Any], send: Any) -> bool:
+    """Run one job; returns False when the worker must exit afterwards."""
+    job_id = msg["job_id"]
+    clock = _StageClock(send, job_id)
+    started = time.perf_counter()
+    try:
+        job_dir = Path(msg["job_dir"])
+        job = JobInput(
+            job_id=job_id,
+            job_dir=job_dir,
+            image_path=job_dir / "input.png",
+            params=cls.params_model.model_validate(msg["params"]),
+            mask_path=job_dir / "mask.png" if msg.get("has_mask") else None,
+        )
+        out = backend.run(job, clock)
+    except ModelError as exc:
+        clock.finish()
+        send({"type": "failed", "job_id": job_id, "error": exc.message, "code": exc.code,
+              "restart": exc.restart_worker})
+        return not exc.restart_worker
+    except Exception as exc:  # a model bug must fail the job, not the worker
+        traceback.print_exc()
+        clock.finish()
+        send({"type": "failed", "job_id": job_id, "code": "model_error", "restart": False,
+              "error": f"{type(exc).__name__}: {exc}"})
+        return True
+    timings = clock.finish()
+    timings["total"] = round(time.perf_counter() - started, 6)
+    send({"type": "done", "job_id": job_id, "result": out.result_path.name,
+          "media_type": out.media_type, "metadata": out.metadata, "timings": timings})
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hub3d-worker")
+    parser.add_argument("--model", required=True, help="model name or name=module:Class")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+
+    faulthandler.enable()  # a segfault leaves a Python traceback in the worker log
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(message: dict[str, Any]) -> None:
+        write_message(proto_out, message)
+
+    send({"type": "loading"})
+    started = time.perf_counter()
+    try:
+        cls = load_backend_class(args.model)
+        backend = cls()
+        backend.load(args.device)
+    except BaseException as exc:  # noqa: BLE001 — report any load failure, then exit
+        traceback.print_exc()
+        message = exc.message if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+        send({"type": "load_failed", "error": message})
+        return 1
+    send({"type": "ready", "load_s": round(time.perf_counter() - started, 3),
+          "device": args.device})
+
+    for line in sys.stdin.buffer:
+        msg = decode(line)
+        if msg.get("op") == "exit":
+            break
+        if msg.get("op") == "run" and not _run_job(backend, cls, msg, send):
+            return 3
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
