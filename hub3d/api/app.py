@@ -1,0 +1,56 @@
+"""The app factory: `create_app(settings)` builds a FastAPI app with its own store, pool and
+scheduler; the lifespan starts and stops them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from hub3d import __version__
+from hub3d.api.auth import require_api_key
+from hub3d.api.errors import install_error_handlers
+from hub3d.api.routes import generate, jobs, metrics, status
+from hub3d.config import Settings
+from hub3d.gpu import GPU, free_vram_gb, query_gpus
+from hub3d.jobs.scheduler import Scheduler
+from hub3d.jobs.store import JobStore
+from hub3d.workers.pool import WorkerPool
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    vram_probe: Callable[[str], float | None] = free_vram_gb,
+    gpu_lister: Callable[[], list[GPU]] = query_gpus,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = JobStore(settings.data_dir)
+        pool = WorkerPool(settings, vram_probe=vram_probe, gpu_lister=gpu_lister)
+        scheduler = Scheduler(settings=settings, store=store, pool=pool)
+        app.state.metrics = metrics.Metrics()
+        scheduler.on_finished.append(app.state.metrics.job_finished)
+        app.state.store, app.state.pool, app.state.scheduler = store, pool, scheduler
+        await scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            store.close()
+
+    app = FastAPI(
+        title="hub3d", version=__version__, lifespan=lifespan, root_path=settings.root_path,
+        description="Image-to-3D serving (SF3D, SAM-3D-Objects, inflate) from a JupyterHub GPU.",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(status.open_router)
+    guarded = [Depends(require_api_key)]
+    for router in (generate.router, jobs.router, status.router, metrics.router):
+        app.include_router(router, dependencies=guarded)
+    return app

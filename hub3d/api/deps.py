@@ -1,0 +1,36 @@
+"""Annotated dependencies: the app's settings, store, pool and scheduler live on app.state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from hub3d.config import Settings
+from hub3d.jobs.scheduler import Scheduler
+from hub3d.jobs.store import JobStore
+from hub3d.workers.pool import WorkerPool
+
+__all__ = ["PoolDep", "SchedulerDep", "SettingsDep", "StoreDep"]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _store(request: Request) -> JobStore:
+    return request.app.state.store
+
+
+def _pool(request: Request) -> WorkerPool:
+    return request.app.state.pool
+
+
+def _scheduler(request: Request) -> Scheduler:
+    return request.app.state.scheduler
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+StoreDep = Annotated[JobStore, Depends(_store)]
+PoolDep = Annotated[WorkerPool, Depends(_pool)]
+SchedulerDep = Annotated[Scheduler, Depends(_scheduler)]

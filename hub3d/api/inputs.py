@@ -1,0 +1,140 @@
+"""Turn a POST /generate request (JSON or multipart) into a validated job with its files."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from hub3d.config import Settings
+from hub3d.errors import ImageTooLarge, InvalidInput, InvalidParams, UnsupportedMedia
+from hub3d.imaging.decode import decode_image, save_png
+from hub3d.imaging.fetch import fetch_image_url
+from hub3d.models.base import GenerateParams
+from hub3d.workers.pool import WorkerPool
+
+__all__ = ["ParsedRequest", "parse_generate_request", "write_job_inputs"]
+
+_RESERVED = ("image", "image_url", "model", "mask")
+
+
+@dataclass
+class ParsedRequest:
+    model: str
+    params: GenerateParams
+    image: bytes | None
+    image_url: str | None
+    mask: bytes | None
+
+
+def _b64(value: str, field: str) -> bytes:
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"'{field}' is not valid base64; send the file's bytes base64-encoded"
+                           " or use a multipart upload") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ImageTooLarge(f"request body is {int(declared) / 1e6:.1f} MB; the limit is"
+                            f" {limit / 1e6:.0f} MB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ImageTooLarge(f"request body is over the {limit / 1e6:.0f} MB limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _fields(request: Request, settings: Settings) -> dict[str, Any]:
+    # base64 inflates by 4/3; allow for it plus a little JSON around the image.
+    limit = int(settings.max_upload_mb * 1e6 * 1.4) + 65536
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form(max_part_size=limit)
+        fields: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                fields[key] = await value.read()
+            elif key in ("image", "mask"):
+                fields[key] = _b64(value, key)
+            else:
+                fields[key] = value
+        return fields
+    if ctype not in ("application/json", ""):
+        raise UnsupportedMedia(f"content type '{ctype}' is not accepted: send JSON"
+                               " (application/json) or a multipart/form-data upload")
+    body = await _read_body(request, limit)
+    try:
+        data = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object with an 'image' or 'image_url'")
+    for key in ("image", "mask"):
+        if data.get(key) is not None:
+            if not isinstance(data[key], str):
+                raise InvalidInput(f"'{key}' must be a base64 string")
+            data[key] = _b64(data[key], key)
+    return data
+
+
+async def parse_generate_request(
+    request: Request, settings: Settings, pool: WorkerPool
+) -> ParsedRequest:
+    fields = await _fields(request, settings)
+    fields = {k: v for k, v in fields.items() if v is not None and v != ""}
+    model = fields.get("model") or settings.default_model
+    if not isinstance(model, str):
+        raise InvalidInput("'model' must be a string")
+    backend = pool.backend(model)
+    image, url = fields.get("image"), fields.get("image_url")
+    if (image is None) == (url is None):
+        raise InvalidInput("send exactly one of 'image' (base64 or file upload) and 'image_url'")
+    if url is not None and not isinstance(url, str):
+        raise InvalidInput("'image_url' must be a string")
+    raw = {k: v for k, v in fields.items() if k not in _RESERVED}
+    try:
+        params = backend.params_model.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidParams(f"invalid parameters for model '{model}': {details}") from None
+    backend.check_request(params)
+    return ParsedRequest(model, params, image, url, fields.get("mask"))
+
+
+def _decode_and_save(data: bytes, path: Path, settings: Settings, *, mask: bool) -> None:
+    decoded = decode_image(data, max_bytes=int(settings.max_upload_mb * 1e6),
+                           max_pixels=settings.max_image_pixels)
+    image = decoded.image.convert("L") if mask else decoded.image
+    save_png(image, path)
+
+
+async def write_job_inputs(parsed: ParsedRequest, job_dir: Path, settings: Settings) -> None:
+    """Decode (validating) and write input.png (+ mask.png) into a new job folder."""
+    data = parsed.image
+    if data is None:
+        assert parsed.image_url is not None
+        data = await run_in_threadpool(
+            fetch_image_url, parsed.image_url, max_bytes=int(settings.max_upload_mb * 1e6),
+            timeout_s=settings.url_timeout_s, allow_private=settings.allow_private_urls)
+    job_dir.mkdir(parents=True)
+    await run_in_threadpool(_decode_and_save, data, job_dir / "input.png", settings, mask=False)
+    if parsed.mask is not None:
+        await run_in_threadpool(_decode_and_save, parsed.mask, job_dir / "mask.png", settings,
+                                mask=True)

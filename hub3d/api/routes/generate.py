@@ -1,0 +1,93 @@
+"""POST /generate (async) and POST /generate/sync."""
+
+from __future__ import annotations
+
+import shutil
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
+from hub3d.api.errors import error_response
+from hub3d.api.inputs import parse_generate_request, write_job_inputs
+from hub3d.api.schemas import ErrorResponse, GenerateRequest, JobAccepted
+from hub3d.api.views import job_urls
+from hub3d.jobs.models import Job, JobStatus, new_job_id
+from hub3d.jobs.scheduler import Scheduler
+from hub3d.jobs.store import JobStore
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["generate"])
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": GenerateRequest.model_json_schema()},
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "properties": {
+                    "image": {"type": "string", "format": "binary"},
+                    "mask": {"type": "string", "format": "binary"},
+                    **{k: {"type": "string"} for k in GenerateRequest.model_fields
+                       if k not in ("image", "mask")},
+                },
+            }},
+        },
+    }
+}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 429, 503)}
+
+
+async def _submit(request: Request, settings: SettingsDep, pool: PoolDep,
+                  scheduler: Scheduler, store: JobStore) -> Job:
+    scheduler.check_capacity()  # refuse early, before reading a large body
+    parsed = await parse_generate_request(request, settings, pool)
+    pool.check_available(parsed.model)
+    job = Job(id=new_job_id(), model=parsed.model, params=parsed.params.model_dump(mode="json"),
+              has_mask=parsed.mask is not None, message="waiting in queue")
+    job_dir = store.job_dir(job.id)
+    try:
+        await write_job_inputs(parsed, job_dir, settings)
+        return scheduler.enqueue(job)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)  # a refused job leaves nothing behind
+        raise
+
+
+@router.post("/generate", status_code=202, response_model=JobAccepted, openapi_extra=_BODY,
+             responses=_ERRORS)
+async def generate(request: Request, settings: SettingsDep, pool: PoolDep,
+                   scheduler: SchedulerDep, store: StoreDep) -> JobAccepted:
+    """Queue an image for 3D generation; poll status_url, then download."""
+    job = await _submit(request, settings, pool, scheduler, store)
+    status_url, _ = job_urls(settings.root_path, job.id)
+    position = store.position(job)
+    return JobAccepted(job_id=job.id, status=JobStatus.QUEUED.value, position=position,
+                       status_url=status_url,
+                       message=f"queued at position {position}; poll {status_url}")
+
+
+@router.post("/generate/sync", openapi_extra=_BODY, responses={
+    200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}},
+          "description": "the generated file"},
+    504: {"model": ErrorResponse}, **_ERRORS})
+async def generate_sync(request: Request, settings: SettingsDep, pool: PoolDep,
+                        scheduler: SchedulerDep, store: StoreDep) -> Response:
+    """Generate and return the file in one request (use /generate behind a 300 s proxy)."""
+    job = await _submit(request, settings, pool, scheduler, store)
+    job = await scheduler.wait_terminal(job.id, settings.sync_timeout_s)
+    headers = {"X-Job-Id": job.id}
+    if job.status is JobStatus.COMPLETED and job.result:
+        path = store.job_dir(job.id) / job.result
+        return FileResponse(path, media_type=job.media_type, headers=headers,
+                            filename=f"{job.id}{path.suffix}")
+    status_url, _ = job_urls(settings.root_path, job.id)
+    if not job.status.is_terminal():
+        return error_response(504, "timeout", f"the job is still {job.status.value} after"
+                              f" {settings.sync_timeout_s:.0f} s; keep polling {status_url}",
+                              headers=headers, job_id=job.id)
+    return JSONResponse({"error": {"code": f"job_{job.status.value}", "job_id": job.id,
+                                   "message": job.error or job.message}},
+                        status_code=422, headers=headers)

@@ -1,0 +1,107 @@
+"""Job status, files, server-sent events and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, StreamingResponse
+
+from hub3d.api.deps import SchedulerDep, SettingsDep, StoreDep
+from hub3d.api.schemas import ErrorResponse, JobView
+from hub3d.api.views import job_view
+from hub3d.errors import JobNotFound, JobNotReady
+from hub3d.jobs.models import Job, JobStatus
+from hub3d.jobs.scheduler import Scheduler
+from hub3d.jobs.store import JobStore
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/job", tags=["jobs"])
+_ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409)}
+_KEEPALIVE_S = 15.0
+
+
+@router.get("/{job_id}", response_model=JobView, responses=_ERRORS)
+async def get_job(job_id: str, scheduler: SchedulerDep, store: StoreDep,
+                  settings: SettingsDep) -> JobView:
+    """Status, stage, queue position and timings of a job."""
+    return job_view(scheduler.get(job_id), store, settings.root_path)
+
+
+def _completed_file(scheduler: Scheduler, store: JobStore, job_id: str, name: str | None) -> Path:
+    job = scheduler.get(job_id)
+    if job.status is not JobStatus.COMPLETED:
+        detail = f": {job.error}" if job.error else ""
+        raise JobNotReady(f"job {job_id} is {job.status.value}{detail}; files are ready once it"
+                          " is completed")
+    path = store.job_dir(job_id) / (name or job.result or "")
+    if not path.is_file():
+        raise JobNotFound(f"job {job_id} has no {path.name}")
+    return path
+
+
+@router.get("/{job_id}/download", responses={
+    200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}}}, **_ERRORS})
+async def download(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> FileResponse:
+    """The result file (GLB or PLY) of a completed job."""
+    path = _completed_file(scheduler, store, job_id, None)
+    media = scheduler.get(job_id).media_type or "application/octet-stream"
+    return FileResponse(path, media_type=media, filename=f"{job_id}{path.suffix}")
+
+
+@router.get("/{job_id}/metadata", responses=_ERRORS)
+async def metadata(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> FileResponse:
+    """metadata.json: params, per-stage timings, background removal path, mesh stats."""
+    path = _completed_file(scheduler, store, job_id, "metadata.json")
+    return FileResponse(path, media_type="application/json")
+
+
+@router.get("/{job_id}/preview", responses={200: {"content": {"image/png": {}}}, **_ERRORS})
+async def preview(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> FileResponse:
+    """A small PNG thumbnail of the result."""
+    return FileResponse(_completed_file(scheduler, store, job_id, "preview.png"),
+                        media_type="image/png")
+
+
+def _event(job: Job, store: JobStore, root: str) -> str:
+    return f"event: {job.status.value}\ndata: {job_view(job, store, root).model_dump_json()}\n\n"
+
+
+@router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}},
+                                           **_ERRORS})
+async def events(job_id: str, request: Request, scheduler: SchedulerDep, store: StoreDep,
+                 settings: SettingsDep) -> StreamingResponse:
+    """Server-sent events: one `data:` line with the job view per status or stage change."""
+    scheduler.get(job_id)  # 404 before the stream starts
+    queue: asyncio.Queue[Job] = asyncio.Queue()
+    unsubscribe = scheduler.subscribe(job_id, queue.put_nowait)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            job = scheduler.get(job_id)  # fresh: a change may have come since `first`
+            yield _event(job, store, settings.root_path)
+            while not job.status.is_terminal():
+                try:
+                    job = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield ": keepalive\n\n"
+                    continue
+                yield _event(job, store, settings.root_path)
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.delete("/{job_id}", response_model=JobView, responses=_ERRORS)
+async def cancel(job_id: str, scheduler: SchedulerDep, store: StoreDep,
+                 settings: SettingsDep) -> JobView:
+    """Cancel a queued or running job (a running one stops its model worker)."""
+    return job_view(scheduler.cancel(job_id), store, settings.root_path)
+

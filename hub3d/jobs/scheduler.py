@@ -1,0 +1,266 @@
+"""The scheduler: FIFO per model, hands jobs to idle worker slots, records every transition."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from hub3d import __version__
+from hub3d.config import Settings
+from hub3d.errors import JobNotFound, JobNotReady, QueueFull
+from hub3d.jobs.files import atomic_write_json
+from hub3d.jobs.models import Job, JobStatus
+from hub3d.jobs.store import JobStore
+from hub3d.workers.pool import Slot, WorkerPool
+from hub3d.workers.process import ModelLoadFailed, WorkerDied
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("hub3d.jobs")
+RESTART_FAILURE = "server restarted while processing (twice); submit the image again"
+JobListener = Callable[[Job], None]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: JobStore,
+        pool: WorkerPool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings, self.store, self.pool, self.clock = settings, store, pool, clock
+        self.started = False
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[Any]] = []
+        self._listeners: dict[str, set[JobListener]] = defaultdict(set)
+        self._recent_durations: list[float] = []
+        self.on_finished: list[Callable[[Job], None]] = []
+
+    # lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.recover()
+        self.cleanup_expired()
+        self._loops = [asyncio.create_task(self._dispatch_loop(), name="hub3d-dispatch"),
+                       asyncio.create_task(self._retention_loop(), name="hub3d-retention")]
+        if self.settings.preload:
+            for name in self.pool.models:
+                self._spawn(self._preload(name))
+        self.started = True
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self.started = False
+        for task in (*self._loops, *self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await self.pool.shutdown()
+
+    def recover(self) -> None:
+        """After a restart: queued jobs stay; a job cut off mid-processing gets one more try."""
+        for job in self.store.by_status(JobStatus.PROCESSING):
+            if job.attempts < 2:
+                self.store.update(job.id, status=JobStatus.QUEUED, stage=None,
+                                  message="retrying: the server restarted while processing")
+            else:
+                self._finish(job, JobStatus.FAILED, error=RESTART_FAILURE)
+
+    # submission -------------------------------------------------------------------------------
+    def check_capacity(self) -> None:
+        queued = self.store.count_queued()
+        if queued >= self.settings.max_queue_size:
+            raise QueueFull(
+                f"the queue is full ({queued} jobs waiting, limit {self.settings.max_queue_size});"
+                " retry after the Retry-After seconds", retry_after=self.retry_after(queued))
+
+    def retry_after(self, queued: int) -> int:
+        recent = self._recent_durations[-20:]
+        mean = sum(recent) / len(recent) if recent else 5.0
+        slots = max(1, sum(len(e.slots) for e in self.pool.models.values()))
+        return max(1, min(600, int(mean * queued / slots + 0.999)))
+
+    def enqueue(self, job: Job) -> Job:
+        """Record a job whose folder is already written. Capacity is checked here again, with no
+        await in between, so concurrent submissions can never overfill the queue."""
+        self.check_capacity()
+        job.created_at = self.clock()
+        self.store.insert(job)
+        log.info("job %s queued model=%s", job.id, job.model)
+        self._wake.set()
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id '{job_id}' (unknown, or expired and cleaned up)")
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.status.is_terminal():
+            raise JobNotReady(f"job {job_id} is already {job.status.value}; nothing to cancel")
+        if job.status is JobStatus.PROCESSING:
+            self.pool.kill_job(job_id)  # the only way to stop a model mid-run; it restarts
+        return self._finish(job, JobStatus.CANCELED, message="canceled by request")
+
+    # listeners (SSE, sync waits) ------------------------------------------------------------------
+    def subscribe(self, job_id: str, listener: JobListener) -> Callable[[], None]:
+        self._listeners[job_id].add(listener)
+
+        def unsubscribe() -> None:
+            self._listeners[job_id].discard(listener)
+            if not self._listeners[job_id]:
+                self._listeners.pop(job_id, None)
+
+        return unsubscribe
+
+    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        done = asyncio.Event()
+        unsubscribe = self.subscribe(job_id, lambda j: done.set() if j.status.is_terminal() else None)
+        try:
+            job = self.get(job_id)
+            if not job.status.is_terminal():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(done.wait(), timeout)
+            return self.get(job_id)
+        finally:
+            unsubscribe()
+
+    def _notify(self, job_id: str) -> None:
+        listeners = list(self._listeners.get(job_id, ()))
+        if listeners:
+            job = self.store.get(job_id)
+            if job is not None:
+                for listener in listeners:
+                    listener(job)
+
+    # dispatch ------------------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for job in self.store.queued():
+                if job.model not in self.pool.models:
+                    self._finish(job, JobStatus.FAILED,
+                                 error=f"model '{job.model}' is no longer served by this server")
+                    continue
+                slot = self.pool.acquire(job.model)
+                if slot is None:
+                    continue
+                self.store.update(job.id, status=JobStatus.PROCESSING, started_at=self.clock(),
+                                  attempts=job.attempts + 1, device=slot.device,
+                                  stage="loading_model" if not slot.ready else None,
+                                  message="starting")
+                self._notify(job.id)
+                self._spawn(self._execute(job.id, slot))
+
+    async def _preload(self, model: str) -> None:
+        slot = self.pool.acquire(model)
+        if slot is None:
+            return
+        try:
+            await self.pool.ensure_started(slot, lambda stage, msg: None)
+        except (ModelLoadFailed, WorkerDied) as exc:
+            log.error("model %s failed to load: %s", model, exc)
+        finally:
+            self.pool.release(slot)
+            self._wake.set()
+
+    def _on_stage(self, job_id: str) -> Callable[[str, str], None]:
+        def report(stage: str, message: str) -> None:
+            self.store.update(job_id, stage=stage, message=message or stage.replace("_", " "))
+            self._notify(job_id)
+        return report
+
+    async def _execute(self, job_id: str, slot: Slot) -> None:
+        job = self.get(job_id)
+        report = self._on_stage(job_id)
+        try:
+            if not slot.ready:
+                report("loading_model", f"loading {job.model} on {slot.device}")
+            await self.pool.ensure_started(slot, report)
+            if self.get(job_id).status is not JobStatus.PROCESSING:
+                return  # canceled while the model loaded
+            request = {"job_id": job.id, "job_dir": str(self.store.job_dir(job.id)),
+                       "params": job.params, "has_mask": job.has_mask}
+            msg = await self.pool.run(slot, request, report)
+        except ModelLoadFailed as exc:
+            self._fail_if_running(job_id, f"model '{job.model}' failed to load: {exc}")
+        except WorkerDied as exc:
+            self._fail_if_running(job_id, str(exc))
+        except Exception as exc:  # never leave a job in "processing"
+            log.exception("job %s: unexpected scheduler error", job_id)
+            self._fail_if_running(job_id, f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            if msg["type"] == "done":
+                self._complete(job_id, slot, msg)
+            else:
+                self._fail_if_running(job_id, msg.get("error") or "the model failed")
+        finally:
+            self.pool.release(slot)
+            self._wake.set()
+
+    def _fail_if_running(self, job_id: str, error: str) -> None:
+        job = self.get(job_id)
+        if job.status is JobStatus.PROCESSING:
+            self._finish(job, JobStatus.FAILED, error=error)
+
+    def _complete(self, job_id: str, slot: Slot, msg: dict[str, Any]) -> None:
+        job = self.get(job_id)
+        if job.status is not JobStatus.PROCESSING:
+            return  # canceled meanwhile: keep it canceled
+        now = self.clock()
+        timings = dict(msg.get("timings") or {})
+        timings["queue_wait"] = round((job.started_at or now) - job.created_at, 6)
+        metadata = {
+            "job_id": job.id, "model": job.model, "device": slot.device, "params": job.params,
+            "timings": timings, "result": msg["result"], "media_type": msg["media_type"],
+            "created_at": job.created_at, "started_at": job.started_at, "finished_at": now,
+            "hub3d_version": __version__, **(msg.get("metadata") or {}),
+        }
+        atomic_write_json(self.store.job_dir(job.id) / "metadata.json", metadata)
+        self._finish(job, JobStatus.COMPLETED, result=msg["result"],
+                     media_type=msg["media_type"], timings=timings, now=now)
+
+    def _finish(self, job: Job, status: JobStatus, *, error: str | None = None,
+                message: str | None = None, now: float | None = None, **fields: Any) -> Job:
+        now = self.clock() if now is None else now
+        text = message or (error if error else f"{status.value}")
+        self.store.update(job.id, status=status, error=error, message=text, finished_at=now,
+                          stage=None, **fields)
+        finished = self.get(job.id)
+        if status is JobStatus.COMPLETED and finished.processing_time is not None:
+            self._recent_durations = [*self._recent_durations[-49:], finished.processing_time]
+        log.info("job %s %s model=%s time=%s%s", job.id, status.value, job.model,
+                 finished.processing_time, f" error={error}" if error else "")
+        for hook in self.on_finished:
+            hook(finished)
+        self._notify(job.id)
+        return finished
+
+    # retention -----------------------------------------------------------------------------------
+    def cleanup_expired(self) -> int:
+        cutoff = self.clock() - self.settings.result_ttl_hours * 3600
+        removed = 0
+        for job in self.store.expired(cutoff):
+            self.store.delete(job.id)
+            removed += 1
+        return removed
+
+    async def _retention_loop(self) -> None:
+        period = max(1.0, min(600.0, self.settings.result_ttl_hours * 3600 / 4))
+        while True:
+            await asyncio.sleep(period)
+            self.cleanup_expired()

@@ -1,0 +1,72 @@
+"""`hub3d serve`: the server in the foreground (Ctrl-C / SIGTERM stop it cleanly)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from hub3d.config import Settings
+
+__all__ = ["configure_logging", "register", "run_server", "settings_from_args"]
+
+_FLAGS = {  # flag → Settings field; unset flags fall back to env vars, then defaults
+    "port": int, "host": str, "models": str, "data_dir": str, "api_key": str,
+    "max_queue_size": int, "max_concurrent": int, "devices": str, "result_ttl_hours": float,
+    "root_path": str, "log_level": str,
+}
+
+
+def configure_logging(level: str = "info") -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run_server(settings: Settings) -> None:
+    import uvicorn
+
+    from hub3d.api.app import create_app
+
+    configure_logging(settings.log_level)
+    logging.getLogger("hub3d").info(
+        "hub3d serving %s on http://%s:%d (data dir %s, API key %s)", ",".join(settings.models),
+        settings.host, settings.port, settings.data_dir, "set" if settings.api_key else "not set")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="asyncio",
+                log_level=settings.log_level, access_log=settings.log_level == "debug",
+                timeout_graceful_shutdown=5)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    given: dict[str, Any] = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    if args.preload:
+        given["preload"] = True
+    return Settings(**given)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"hub3d serve: invalid settings:\n{exc}")
+        return 2
+    run_server(settings)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("serve", help="run the API server in the foreground")
+    p.add_argument("--port", type=int, help="port (env PORT, default 9299)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1: reach it through a tunnel)")
+    p.add_argument("--models", help="comma list; the first is the default (env HUB3D_MODELS)")
+    p.add_argument("--data-dir", dest="data_dir", help="jobs and results (env HUB3D_DATA_DIR)")
+    p.add_argument("--api-key", dest="api_key", help="require X-API-Key (env HUB3D_API_KEY)")
+    p.add_argument("--max-queue-size", dest="max_queue_size", type=int)
+    p.add_argument("--max-concurrent", dest="max_concurrent", type=int,
+                   help="workers per device per model")
+    p.add_argument("--devices", help="auto | cpu | cuda:0,cuda:1 (env HUB3D_DEVICES)")
+    p.add_argument("--result-ttl-hours", dest="result_ttl_hours", type=float)
+    p.add_argument("--root-path", dest="root_path", help="URL prefix when behind a proxy")
+    p.add_argument("--log-level", dest="log_level")
+    p.add_argument("--preload", action="store_true", help="load models at start, not first job")
+    p.set_defaults(func=_serve)

@@ -1,0 +1,81 @@
+"""Real backends for the serving-core tests: they sleep, crash or fail on request.
+
+Served with `--models slow=tests.backends.testing:SlowBackend` (the repo root on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from typing import ClassVar, Literal
+
+import trimesh
+
+from hub3d.errors import ModelError, OutOfMemory
+from hub3d.jobs.files import atomic_write_bytes
+from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
+
+
+class SlowParams(GenerateParams):
+    sleep_s: float = 0.0
+    fail: Literal["none", "error", "bug", "segfault", "exit", "oom", "kill"] = "none"
+
+
+class SlowBackend(Backend):
+    name = "slow"
+    description = "test backend: sleeps, then writes a small box GLB; can fail on request"
+    params_model: ClassVar[type[GenerateParams]] = SlowParams
+
+    def load(self, device: str) -> None:
+        self.device = device
+        self.pid = os.getpid()
+
+    def run(self, job: JobInput, report: StageReporter) -> JobOutput:
+        params = job.params
+        assert isinstance(params, SlowParams)
+        report("preprocessing")
+        if not job.image_path.is_file():
+            raise ModelError("input.png missing")
+        report("inference", f"sleeping {params.sleep_s} s on {self.device}")
+        time.sleep(params.sleep_s)
+        if params.fail == "error":
+            raise ModelError("the test backend was asked to fail")
+        if params.fail == "bug":
+            raise ZeroDivisionError("a bug in the backend")
+        if params.fail == "oom":
+            raise OutOfMemory("CUDA out of memory (test): 1.0 GB free of 48.0 GB")
+        if params.fail == "segfault":
+            ctypes.string_at(0)
+        if params.fail == "exit":
+            os._exit(3)
+        if params.fail == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        report("exporting")
+        path = job.job_dir / "result.glb"
+        atomic_write_bytes(path, trimesh.creation.box().export(file_type="glb"))
+        return JobOutput(path, "model/gltf-binary",
+                         {"worker_pid": self.pid, "device": self.device})
+
+
+class BrokenLoadBackend(SlowBackend):
+    name = "broken"
+    description = "test backend whose load always fails"
+
+    def load(self, device: str) -> None:
+        raise RuntimeError("weights not found at /nonexistent/model.safetensors")
+
+
+class BigGPUBackend(SlowBackend):
+    """A CUDA-kind backend needing 30 GB: drives the VRAM-aware unloading."""
+
+    name = "big"
+    device_kind = "cuda"
+    vram_gb = 30.0
+
+
+class SmallGPUBackend(SlowBackend):
+    name = "small"
+    device_kind = "cuda"
+    vram_gb = 8.0

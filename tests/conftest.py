@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.servers import ServerProcess
+
+_OUR_ENV = ("PORT", "MAX_CONCURRENT", "MAX_QUEUE_SIZE")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("HUB3D_") or name in _OUR_ENV:
+            monkeypatch.delenv(name, raising=False)
+
+
+def make_png(size: int = 256, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A coloured blob on white: an object the background chain can find."""
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((size * 0.2, size * 0.15, size * 0.8, size * 0.85), fill=color)
+    draw.rectangle((size * 0.35, size * 0.3, size * 0.65, size * 0.5), fill=(30, 30, 160))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def png_bytes() -> bytes:
+    return make_png()
+
+
+@pytest.fixture
+def png_b64(png_bytes: bytes) -> str:
+    return base64.b64encode(png_bytes).decode()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start `hub3d serve` subprocesses; every one is stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, data_dir: Path | None = None, port: int | None = None,
+              env: dict[str, str] | None = None) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path / "data", list(args), env=env or {})
+        if port:
+            server.port = port
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+TEST_MODELS = "inflate,slow=tests.backends.testing:SlowBackend"
