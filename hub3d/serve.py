@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,9 +33,19 @@ def run_server(settings: Settings) -> None:
     logging.getLogger("hub3d").info(
         "hub3d serving %s on http://%s:%d (data dir %s, API key %s)", ",".join(settings.models),
         settings.host, settings.port, settings.data_dir, "set" if settings.api_key else "not set")
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    # that was there before it: make that handler a clean exit instead of a traceback or -15.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_cleanly)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="asyncio",
                 log_level=settings.log_level, access_log=settings.log_level == "debug",
                 timeout_graceful_shutdown=5)
+    logging.getLogger("hub3d").info("hub3d stopped")
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    logging.getLogger("hub3d").info("hub3d stopped (%s)", signal.Signals(signum).name)
+    raise SystemExit(0)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

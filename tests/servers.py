@@ -58,7 +58,8 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, deadline_s: float = 30.0) -> ServerProcess:
-        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONPATH": path, **self.env}
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
