@@ -77,9 +77,11 @@ def summary_ms(values: Sequence[float]) -> dict[str, float]:
 
 def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)) for r in rows]
+    for r in rows:
+        cells = (str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True))
+        out.append("  ".join(cells))
     return "\n".join(out)
 
 

@@ -17,7 +17,7 @@ import time
 
 import requests
 
-from benchmarks.common import free_port, sample_png, save, start, stop, summary_ms, table, pct
+from benchmarks.common import free_port, pct, sample_png, save, start, stop, summary_ms, table
 from benchmarks.direct import infer
 
 

@@ -25,7 +25,8 @@ class GPU:
 
 
 def parse_nvidia_smi(text: str) -> list[GPU]:
-    """Parse `nvidia-smi --query-gpu=index,name,memory.total,memory.free --format=csv,noheader,nounits`."""
+    """Parse `nvidia-smi --query-gpu=index,name,memory.total,memory.free,…
+    --format=csv,noheader,nounits` output (MiB figures)."""
     gpus = []
     for line in text.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]

@@ -21,7 +21,8 @@ _FLAGS = {  # flag → Settings field; unset flags fall back to env vars, then d
 
 
 def configure_logging(level: str = "info") -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def run_server(settings: Settings) -> None:

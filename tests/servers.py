@@ -1,4 +1,4 @@
-"""Start real hub3d servers on 127.0.0.1 for tests: as a subprocess or in-process (uvicorn thread)."""
+"""Real hub3d servers on 127.0.0.1 for tests: a subprocess, or in-process (uvicorn thread)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class ServerProcess:
 
 
 class InProcessServer:
-    """create_app(settings, **seams) under uvicorn in a daemon thread (for seams like vram_probe)."""
+    """create_app(settings, **seams) under uvicorn in a daemon thread (seams: vram_probe …)."""
 
     def __init__(self, settings: Any, **seams: Any) -> None:
         import uvicorn

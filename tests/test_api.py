@@ -68,7 +68,8 @@ def test_sync_glb_and_ply(server: ServerProcess, png_b64: str) -> None:
     r = requests.post(f"{server.url}/generate/sync", json={"image": png_b64})
     assert r.status_code == 200 and r.content[:4] == b"glTF"
     assert r.headers["x-job-id"]
-    r = requests.post(f"{server.url}/generate/sync", json={"image": png_b64, "output_format": "ply"})
+    r = requests.post(f"{server.url}/generate/sync",
+                      json={"image": png_b64, "output_format": "ply"})
     assert r.status_code == 200, r.text
     header = r.content[: r.content.index(b"end_header")].decode()
     for prop in ("x", "nx", "f_dc_0", "opacity", "scale_2", "rot_3"):

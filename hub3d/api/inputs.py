@@ -127,8 +127,9 @@ def _decode_and_save(data: bytes, path: Path, settings: Settings, *, mask: bool)
 
 async def write_job_inputs(parsed: ParsedRequest, job_dir: Path, settings: Settings) -> None:
     """Decode (validating) and write input.png (+ mask.png) into a new job folder."""
-    data = parsed.image
-    if data is None:
+    if parsed.image is not None:
+        data = parsed.image
+    else:
         assert parsed.image_url is not None
         data = await run_in_threadpool(
             fetch_image_url, parsed.image_url, max_bytes=int(settings.max_upload_mb * 1e6),

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "error_responses",
     "ErrorBody",
     "ErrorResponse",
     "GenerateRequest",
@@ -44,6 +45,11 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the error shape for these status codes."""
+    return {code: {"model": ErrorResponse} for code in codes}
 
 
 class JobAccepted(BaseModel):

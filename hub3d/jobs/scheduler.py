@@ -123,7 +123,11 @@ class Scheduler:
 
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
         done = asyncio.Event()
-        unsubscribe = self.subscribe(job_id, lambda j: done.set() if j.status.is_terminal() else None)
+        def listener(job: Job) -> None:
+            if job.status.is_terminal():
+                done.set()
+
+        unsubscribe = self.subscribe(job_id, listener)
         try:
             job = self.get(job_id)
             if not job.status.is_terminal():

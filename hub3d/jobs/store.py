@@ -50,7 +50,7 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
 
 def _row_to_job(row: tuple[Any, ...]) -> Job:
-    data = dict(zip(_COLUMNS, row))
+    data = dict(zip(_COLUMNS, row, strict=True))
     data["params"] = json.loads(data["params"])
     data["timings"] = json.loads(data["timings"])
     data["status"] = JobStatus(data["status"])

@@ -1,4 +1,4 @@
-"""Find backend classes: `hub3d.models` entry points, built-ins, or an explicit `name=module:Class`."""
+"""Find backend classes: `hub3d.models` entry points, built-ins, or `name=module:Class`."""
 
 from __future__ import annotations
 

@@ -120,8 +120,8 @@ class WorkerPool:
         recent = entry.failed_at is not None and self.clock() - entry.failed_at < LOAD_RETRY_AFTER_S
         if entry.error and recent and entry.state != "ready":
             raise ModelUnavailable(
-                f"model '{model}' failed to load: {entry.error}. Fix the cause (see `hub3d doctor`);"
-                f" the next job retries the load after {int(LOAD_RETRY_AFTER_S)} s."
+                f"model '{model}' failed to load: {entry.error}. Fix the cause (see"
+                " `hub3d doctor`); the next job retries the load after {int(LOAD_RETRY_AFTER_S)} s."
             )
 
     def acquire(self, model: str) -> Slot | None:

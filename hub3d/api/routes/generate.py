@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.errors import error_response
 from hub3d.api.inputs import parse_generate_request, write_job_inputs
-from hub3d.api.schemas import ErrorResponse, GenerateRequest, JobAccepted
+from hub3d.api.schemas import GenerateRequest, JobAccepted, error_responses
 from hub3d.api.views import job_urls
 from hub3d.jobs.models import Job, JobStatus, new_job_id
 from hub3d.jobs.scheduler import Scheduler
@@ -37,7 +37,7 @@ _BODY = {
         },
     }
 }
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 429, 503)}
+_ERRORS = error_responses(400, 401, 404, 413, 415, 422, 429, 503)
 
 
 async def _submit(request: Request, settings: SettingsDep, pool: PoolDep,
@@ -72,7 +72,7 @@ async def generate(request: Request, settings: SettingsDep, pool: PoolDep,
 @router.post("/generate/sync", openapi_extra=_BODY, responses={
     200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}},
           "description": "the generated file"},
-    504: {"model": ErrorResponse}, **_ERRORS})
+    **error_responses(504), **_ERRORS})
 async def generate_sync(request: Request, settings: SettingsDep, pool: PoolDep,
                         scheduler: SchedulerDep, store: StoreDep) -> Response:
     """Generate and return the file in one request (use /generate behind a 300 s proxy)."""

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
 from hub3d.api.deps import SchedulerDep, SettingsDep, StoreDep
-from hub3d.api.schemas import ErrorResponse, JobView
+from hub3d.api.schemas import JobView, error_responses
 from hub3d.api.views import job_view
 from hub3d.errors import JobNotFound, JobNotReady
 from hub3d.jobs.models import Job, JobStatus
@@ -20,7 +20,7 @@ from hub3d.jobs.store import JobStore
 __all__ = ["router"]
 
 router = APIRouter(prefix="/job", tags=["jobs"])
-_ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409)}
+_ERRORS = error_responses(401, 404, 409)
 _KEEPALIVE_S = 15.0
 
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from hub3d import __version__
 from hub3d.api.auth import key_ok, require_api_key
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
-from hub3d.api.schemas import ErrorResponse, HealthResponse, ModelInfo, QueueView
+from hub3d.api.schemas import HealthResponse, ModelInfo, QueueView, error_responses
 from hub3d.gpu import gpu_dicts
 from hub3d.jobs.models import JobStatus
 
@@ -50,7 +50,7 @@ async def health(request: Request, scheduler: SchedulerDep, pool: PoolDep,
     )
 
 
-@router.get("/queue", response_model=QueueView, responses={401: {"model": ErrorResponse}})
+@router.get("/queue", response_model=QueueView, responses=error_responses(401))
 async def queue(request: Request, store: StoreDep) -> QueueView:
     """Queue counts and the order of waiting and running jobs."""
     order: list[dict[str, Any]] = [
@@ -78,14 +78,14 @@ def _model_info(name: str, request: Request) -> ModelInfo:
     )
 
 
-@router.get("/models", response_model=list[ModelInfo], responses={401: {"model": ErrorResponse}})
+@router.get("/models", response_model=list[ModelInfo], responses=error_responses(401))
 async def models(request: Request, pool: PoolDep) -> list[ModelInfo]:
     """Served backends: state, devices and the JSON schema of their parameters."""
     return [_model_info(name, request) for name in pool.models]
 
 
 @router.post("/models/{name}/unload", response_model=ModelInfo,
-             responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+             responses=error_responses(401, 404),
              dependencies=[Depends(require_api_key)])
 async def unload(name: str, request: Request, pool: PoolDep) -> ModelInfo:
     """End the model's idle workers, freeing their memory; the next job loads it again."""
