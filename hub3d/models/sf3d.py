@@ -1,0 +1,213 @@
+"""SF3D (Stability-AI/stable-fast-3d) as a hub3d backend.
+
+Upstream is not a pip package: its source tree comes from HUB3D_SF3D_SRC (put on sys.path) or is
+importable already. The checkpoint is HUB3D_SF3D_CHECKPOINT: a local folder holding config.yaml
+and model.safetensors, or a Hugging Face id (default: the gated stabilityai/stable-fast-3d).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from hub3d.errors import InvalidParams, ModelError, NoObjectDetected
+from hub3d.jobs.files import atomic_write_bytes
+from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
+from hub3d.models.upstream import (
+    add_source_tree,
+    hub_error_message,
+    inference_context,
+    map_run_error,
+)
+
+__all__ = ["DEFAULT_CHECKPOINT", "SF3DBackend", "SF3DParams", "check_checkpoint"]
+
+DEFAULT_CHECKPOINT = "stabilityai/stable-fast-3d"
+CONFIG_NAME, WEIGHT_NAME = "config.yaml", "model.safetensors"
+_GLB = "model/gltf-binary"
+
+
+class SF3DParams(GenerateParams):
+    """SF3D's own ranges (those of its demo app); it writes GLB only."""
+
+    output_format: Literal["glb", "ply"] = "glb"  # ply parses, then check_request explains
+    texture_resolution: int = Field(1024, ge=512, le=2048)
+    remesh_option: Literal["none", "triangle", "quad"] = "none"
+    vertex_count: int = Field(-1, ge=-1, le=20_000)
+    foreground_ratio: float = Field(0.85, ge=0.5, le=1.0)
+
+
+def _looks_like_hub_id(value: str) -> bool:
+    return value.count("/") == 1 and not value.startswith((".", "/", "~"))
+
+
+def check_checkpoint(value: str) -> str:
+    """Validate a local checkpoint folder (clear errors); a hub id passes through unchanged."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        if _looks_like_hub_id(value):
+            return value
+        raise ModelError(
+            f"SF3D checkpoint folder {value} does not exist. Set HUB3D_SF3D_CHECKPOINT to the "
+            f"folder holding {CONFIG_NAME} and {WEIGHT_NAME} (see `hub3d fetch-weights sf3d`)."
+        )
+    if not path.is_dir():
+        raise ModelError(
+            f"SF3D checkpoint {value} is a file; point HUB3D_SF3D_CHECKPOINT at the folder that "
+            f"holds {CONFIG_NAME} and {WEIGHT_NAME}."
+        )
+    missing = [n for n in (CONFIG_NAME, WEIGHT_NAME) if not (path / n).is_file()]
+    if missing:
+        nested = sorted({p.parent for n in missing for p in path.glob(f"*/{n}")})
+        hint = (f" They are in {nested[0]}: point HUB3D_SF3D_CHECKPOINT there." if nested else
+                " Download them with `hub3d fetch-weights sf3d`.")
+        raise ModelError(f"SF3D checkpoint folder {value} lacks {', '.join(missing)}.{hint}")
+    weights = path / WEIGHT_NAME
+    with open(weights, "rb") as fh:
+        head = fh.read(64)
+    if head.startswith(b"version https://git-lfs"):
+        raise ModelError(
+            f"{weights} is a Git LFS pointer, not the weights: fetch the real file "
+            "(`git lfs pull` or `hub3d fetch-weights sf3d`)."
+        )
+    if weights.stat().st_size < 8:
+        raise ModelError(f"{weights} is empty or truncated; download it again.")
+    _check_config(path / CONFIG_NAME)
+    return str(path.resolve())
+
+
+def _check_config(config: Path) -> None:
+    try:
+        import yaml
+    except ImportError:  # upstream brings omegaconf (and PyYAML); without it, let it fail there
+        return
+    try:
+        loaded = yaml.safe_load(config.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{config} is not valid YAML ({exc}); download it again.") from None
+    if not isinstance(loaded, dict):
+        raise ModelError(f"{config} is not an SF3D config (a YAML mapping); download it again.")
+
+
+class SF3DBackend(Backend):
+    name = "sf3d"
+    description = "Stable Fast 3D (Stability AI): one image to a textured, UV-unwrapped GLB in ~1 s"
+    params_model: ClassVar[type[GenerateParams]] = SF3DParams
+    device_kind = "cuda"
+    vram_gb = 8.0
+
+    @classmethod
+    def check_request(cls, params: GenerateParams) -> None:
+        if params.output_format != "glb":
+            raise InvalidParams(
+                f"SF3D writes GLB only; output_format '{params.output_format}' is not "
+                "available. Send output_format=glb, or use model sam3d for a PLY."
+            )
+
+    def load(self, device: str) -> None:
+        add_source_tree("HUB3D_SF3D_SRC", "sf3d/system.py", "Stability-AI/stable-fast-3d")
+        try:
+            from sf3d import utils as sf3d_utils
+            from sf3d.system import SF3D
+        except ImportError as exc:
+            raise ModelError(
+                f"cannot import the SF3D code ({exc}). Set HUB3D_SF3D_SRC to a checkout of "
+                "github.com/Stability-AI/stable-fast-3d with its extensions built "
+                "(texture_baker, uv_unwrapper), in this Python environment."
+            ) from exc
+        checkpoint = check_checkpoint(
+            os.environ.get("HUB3D_SF3D_CHECKPOINT", "").strip() or DEFAULT_CHECKPOINT
+        )
+        try:
+            model = SF3D.from_pretrained(checkpoint, CONFIG_NAME, WEIGHT_NAME)
+        except Exception as exc:
+            message = hub_error_message(exc, checkpoint, "sf3d")
+            if message:
+                raise ModelError(message) from exc
+            raise
+        model.to(device)
+        model.eval()
+        self.model, self.utils = model, sf3d_utils
+        self.device, self.checkpoint = device, checkpoint
+
+    def run(self, job: JobInput, report: StageReporter) -> JobOutput:
+        params = job.params
+        assert isinstance(params, SF3DParams)
+        self.check_request(params)  # a job queued by an older server must still get the reason
+        spent: dict[str, float] = {}
+        try:
+            report("preprocessing", "removing the background")
+            rgba, method = self._foreground(job, spent, params.foreground_ratio)
+            report("inference", f"texture {params.texture_resolution}, remesh "
+                                f"{params.remesh_option}")
+            mesh = self._reconstruct(rgba, params, spent)
+        except Exception as exc:
+            mapped = map_run_error(exc, self.device, "SF3D")
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        if len(mesh.vertices) == 0 or len(mesh.faces) == 0:
+            raise NoObjectDetected(
+                "no object detected in the image: SF3D produced an empty mesh. Send a photo "
+                "with one clear object on a plain background, or pass a mask."
+            )
+        report("exporting", "writing GLB")
+        path = job.job_dir / "result.glb"
+        started = time.perf_counter()
+        atomic_write_bytes(path, _glb_bytes(mesh))
+        spent["export_glb"] = round(time.perf_counter() - started, 6)
+        return JobOutput(path, _GLB, {
+            "texture_resolution": params.texture_resolution,
+            "remesh_option": params.remesh_option,
+            "vertex_count_target": params.vertex_count,
+            "foreground_ratio": params.foreground_ratio,
+            "vertices": int(len(mesh.vertices)),
+            "faces": int(len(mesh.faces)),
+            "background": method,
+            "device": self.device,
+            "checkpoint": self.checkpoint,
+            "model_timings": spent,
+        })
+
+    def _foreground(self, job: JobInput, spent: dict[str, float], ratio: float) -> tuple[Any, str]:
+        from PIL import Image
+
+        from hub3d.imaging.background import extract_foreground
+
+        started = time.perf_counter()
+        with Image.open(job.image_path) as img:
+            image = img.copy()
+        mask = None
+        if job.mask_path is not None:
+            with Image.open(job.mask_path) as m:
+                mask = m.convert("L")
+        fg = extract_foreground(image, mask=mask)
+        spent["background"] = round(time.perf_counter() - started, 6)
+        started = time.perf_counter()
+        rgba = self.utils.resize_foreground(fg.rgba.convert("RGBA"), ratio)
+        spent["resize_foreground"] = round(time.perf_counter() - started, 6)
+        return rgba, fg.method
+
+    def _reconstruct(self, rgba: Any, params: SF3DParams, spent: dict[str, float]) -> Any:
+        started = time.perf_counter()
+        with inference_context(self.device, bf16=True):
+            mesh, _ = self.model.run_image(
+                rgba,
+                bake_resolution=params.texture_resolution,
+                remesh=params.remesh_option.lower(),  # upstream treats any other case as "none"
+                vertex_count=params.vertex_count,
+                estimate_illumination=False,
+            )
+        spent["run_image"] = round(time.perf_counter() - started, 6)
+        return mesh
+
+
+def _glb_bytes(mesh: Any) -> bytes:
+    import trimesh
+    from trimesh.exchange.gltf import export_glb
+
+    return export_glb(trimesh.Scene(mesh), include_normals=True)
