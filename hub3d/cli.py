@@ -11,6 +11,7 @@ __all__ = ["build_parser", "main"]
 # Imported lazily per module so `hub3d doctor` never pays for FastAPI.
 COMMAND_MODULES = [
     "hub3d.serve",
+    "hub3d.weights",
 ]
 
 

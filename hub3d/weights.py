@@ -1,0 +1,232 @@
+"""`hub3d fetch-weights sf3d|sam3d`: download every file a model needs, then run offline.
+
+Run once on a machine with internet. Checkpoints land under `<data dir>/weights/`, the models
+they pull at construction (DINOv2, CLIP, MoGe, u2net) in caches there, and `<data dir>/offline.env`
+holds the settings that make later runs use only those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub3d.errors import ModelError
+
+__all__ = ["PLANS", "FetchError", "fetch_weights", "register", "write_offline_env"]
+
+U2NET_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"
+DEFAULT_DINO_HUB = ("facebookresearch/dinov2", "dinov2_vitl14_reg")
+
+
+class FetchError(Exception):
+    """A download that cannot go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class HubFiles:
+    repo_id: str
+    files: tuple[str, ...] = ()  # explicit files; empty → the patterns below, via a snapshot
+    patterns: tuple[str, ...] = ()
+    into: str | None = None  # folder under weights/; None → the Hugging Face cache (HF_HOME)
+
+
+PLANS: dict[str, list[HubFiles]] = {
+    "sf3d": [
+        HubFiles("stabilityai/stable-fast-3d", ("config.yaml", "model.safetensors"), into="sf3d"),
+        HubFiles("facebook/dinov2-large",
+                 ("config.json", "model.safetensors", "preprocessor_config.json")),
+        HubFiles("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", ("open_clip_pytorch_model.bin",)),
+    ],
+    "sam3d": [
+        HubFiles("facebook/sam-3d-objects", patterns=("checkpoints/*",), into="sam3d"),
+        HubFiles("Ruicheng/moge-vitl", ("model.pt",)),
+    ],
+}
+
+
+def _paths(data_dir: Path) -> dict[str, Path]:
+    weights = data_dir / "weights"
+    return {"weights": weights, "HF_HOME": weights / "hf", "TORCH_HOME": weights / "torch",
+            "U2NET_HOME": weights / "u2net"}
+
+
+def _refusal(exc: BaseException, repo_id: str, model: str) -> str | None:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403) or type(exc).__name__ == "GatedRepoError":
+        return (f"Hugging Face refused {repo_id} (HTTP {status or 'gated'}): accept the licence "
+                f"at https://huggingface.co/{repo_id} with your account, then pass a token: "
+                f"`hub3d fetch-weights {model} --token hf_…` (or set HF_TOKEN).")
+    return None
+
+
+def _hub_download(item: HubFiles, model: str, weights: Path, cache: Path,
+                  token: str | None) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download, snapshot_download
+    except ImportError:
+        raise FetchError("fetch-weights needs huggingface_hub: pip install 'hub3d[sf3d]' "
+                         "(or pip install huggingface_hub)") from None
+    local = weights / item.into if item.into else None
+    where: dict[str, Any] = {"local_dir": local} if local else {"cache_dir": cache}
+    try:
+        if item.files:
+            for name in item.files:
+                path = Path(hf_hub_download(item.repo_id, name, token=token, **where))
+            return local or path.parent
+        return Path(snapshot_download(item.repo_id, allow_patterns=list(item.patterns),
+                                      token=token, **where))
+    except Exception as exc:
+        message = _refusal(exc, item.repo_id, model)
+        if message:
+            raise FetchError(message) from exc
+        raise FetchError(f"downloading {item.repo_id} failed: {type(exc).__name__}: {exc}. "
+                         "Check the connection (or HF_ENDPOINT) and run the command again; "
+                         "finished files are kept.") from exc
+
+
+def _fetch_u2net(folder: Path) -> Path:
+    import requests
+
+    from hub3d.jobs.files import temp_path_for
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "u2net.onnx"
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    url = os.environ.get("HUB3D_U2NET_URL", U2NET_URL)
+    tmp = temp_path_for(target)
+    try:
+        with requests.get(url, stream=True, timeout=60) as resp:
+            resp.raise_for_status()
+            with open(tmp, "wb") as fh:
+                for chunk in resp.iter_content(1 << 20):
+                    fh.write(chunk)
+        os.replace(tmp, target)
+    except requests.RequestException as exc:
+        raise FetchError(f"downloading u2net (background removal) from {url} failed: {exc}") \
+            from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _dino_hub_entry(checkpoints: Path) -> tuple[str, str]:
+    """The torch.hub repo and model SAM-3D's configs name (upstream builds DINOv2 that way)."""
+    import yaml
+
+    for config in sorted(checkpoints.glob("*.yaml")):
+        found = _find_keys(yaml.safe_load(config.read_text()), ("repo_or_dir", "dino_model"))
+        if len(found) == 2:
+            return found["repo_or_dir"], found["dino_model"]
+    return DEFAULT_DINO_HUB
+
+
+def _find_keys(node: Any, keys: tuple[str, ...]) -> dict[str, str]:
+    if isinstance(node, dict):
+        here = {k: str(node[k]) for k in keys if k in node}
+        if len(here) == len(keys):
+            return here
+        for value in node.values():
+            found = _find_keys(value, keys)
+            if len(found) == len(keys):
+                return found
+    elif isinstance(node, list):
+        for value in node:
+            found = _find_keys(value, keys)
+            if len(found) == len(keys):
+                return found
+    return {}
+
+
+def _fetch_torch_hub(repo: str, model: str, torch_home: Path) -> str:
+    """Fill TORCH_HOME in SAM-3D's own environment (torch lives there, maybe not here)."""
+    python = os.environ.get("HUB3D_SAM3D_PYTHON", "").strip() or sys.executable
+    code = f"import torch; torch.hub.load({repo!r}, {model!r}, verbose=False)"
+    env = {**os.environ, "TORCH_HOME": str(torch_home)}
+    done = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return (f"DINOv2 via torch.hub was NOT fetched ({tail}). Run this with the SAM-3D "
+                f"environment's python: TORCH_HOME={torch_home} {python} -c \"{code}\"")
+    return f"DINOv2 ({repo}:{model}) cached in {torch_home}"
+
+
+def write_offline_env(data_dir: Path, settings: dict[str, str]) -> Path:
+    """Merge `settings` into <data_dir>/offline.env (KEY=value lines, shell-sourceable)."""
+    path = data_dir / "offline.env"
+    current: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.startswith("#"):
+                current[key.strip()] = value.strip()
+    current.update(settings)
+    lines = ["# written by `hub3d fetch-weights`; load with: set -a; . ./offline.env; set +a"]
+    lines += [f"{k}={v}" for k, v in current.items()]
+    from hub3d.jobs.files import atomic_write_bytes
+
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path
+
+
+def fetch_weights(model: str, data_dir: Path, token: str | None) -> list[str]:
+    """Download everything for `model`; returns what was done, line by line."""
+    os.environ.pop("HF_HUB_OFFLINE", None)  # this command is the one that must go online
+    paths = _paths(data_dir)
+    cache = paths["HF_HOME"] / "hub"
+    done: list[str] = []
+    settings = {"HF_HUB_OFFLINE": "1", **{k: str(v) for k, v in paths.items() if k != "weights"}}
+    for item in PLANS[model]:
+        where = _hub_download(item, model, paths["weights"], cache, token)
+        done.append(f"{item.repo_id} → {where}")
+    if model == "sf3d":
+        from hub3d.models.sf3d import check_checkpoint
+
+        settings["HUB3D_SF3D_CHECKPOINT"] = check_checkpoint(str(paths["weights"] / "sf3d"))
+    else:
+        from hub3d.models.sam3d_env import check_checkpoints
+
+        checkpoints = paths["weights"] / "sam3d" / "checkpoints"
+        check_checkpoints(checkpoints)
+        settings["HUB3D_SAM3D_CHECKPOINTS"] = str(checkpoints)
+        done.append(_fetch_torch_hub(*_dino_hub_entry(checkpoints), paths["TORCH_HOME"]))
+    done.append(f"u2net → {_fetch_u2net(paths['U2NET_HOME'])}")
+    done.append(f"settings → {write_offline_env(data_dir, settings)}")
+    return done
+
+
+def _command(args: argparse.Namespace) -> int:
+    raw = args.dir or os.environ.get("HUB3D_DATA_DIR") or "~/hub3d-data"
+    data_dir = Path(raw).expanduser().resolve()
+    token = args.token or os.environ.get("HF_TOKEN") or None
+    try:
+        lines = fetch_weights(args.model, data_dir, token)
+    except (FetchError, ModelError) as exc:
+        print(f"hub3d fetch-weights: error: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    print(json.dumps({"offline_env": str(data_dir / "offline.env")}))
+    print(f"Offline from now on: set -a; . {data_dir / 'offline.env'}; set +a; "
+          f"hub3d serve --data-dir {data_dir} --models {args.model}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "fetch-weights", help="download a model's weights for offline serving",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument("model", choices=sorted(PLANS), help="which model's files to fetch")
+    parser.add_argument("--token", help="Hugging Face token (default: HF_TOKEN); the models "
+                                        "are gated: accept their licences first")
+    parser.add_argument("--dir", help="data dir to fill (default: HUB3D_DATA_DIR or "
+                                      "~/hub3d-data)")
+    parser.set_defaults(func=_command)
