@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hub3d.errors import InvalidParams, ModelError, NoObjectDetected
 from hub3d.jobs.files import atomic_write_bytes
@@ -39,6 +39,12 @@ class SF3DParams(GenerateParams):
     remesh_option: Literal["none", "triangle", "quad"] = "none"
     vertex_count: int = Field(-1, ge=-1, le=20_000)
     foreground_ratio: float = Field(0.85, ge=0.5, le=1.0)
+
+    @field_validator("remesh_option", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        # Upstream silently treats "Triangle" as "none"; accept any case, pass lowercase.
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 def _looks_like_hub_id(value: str) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 
 def mode() -> str:
-    """`ok`, `oom` or `empty`, read from the file HUB3D_STANDIN_MODE names, at every call."""
+    """`ok`, `oom`, `empty` or `sleep:<seconds>`, from the file HUB3D_STANDIN_MODE names."""
     path = os.environ.get("HUB3D_STANDIN_MODE", "")
     if path and os.path.isfile(path):
         with open(path) as fh:
@@ -23,4 +23,5 @@ def record(call: str, **args: Any) -> None:
     if path:
         with open(path, "a") as fh:
             fh.write(json.dumps({"call": call, "python": sys.executable, "pid": os.getpid(),
+                                 "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
                                  **args}, default=str) + "\n")

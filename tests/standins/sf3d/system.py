@@ -10,6 +10,7 @@ does the same, and `oom` mode raises a class named like torch.cuda.OutOfMemoryEr
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Literal
 
 import trimesh
@@ -66,6 +67,8 @@ class SF3D:
         if switch == "oom":
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
                                    "total capacity of 47.50 GiB of which 1.10 GiB is free.")
+        if switch.startswith("sleep:"):
+            time.sleep(float(switch.partition(":")[2]))
         if switch == "empty":
             return trimesh.Trimesh(), {}
         mesh = trimesh.creation.icosphere(subdivisions=2)
