@@ -118,8 +118,10 @@ def _fetch_u2net(folder: Path) -> Path:
 
 def _dino_hub_entry(checkpoints: Path) -> tuple[str, str]:
     """The torch.hub repo and model SAM-3D's configs name (upstream builds DINOv2 that way)."""
-    import yaml
-
+    try:
+        import yaml
+    except ImportError:
+        return DEFAULT_DINO_HUB
     for config in sorted(checkpoints.glob("*.yaml")):
         found = _find_keys(yaml.safe_load(config.read_text()), ("repo_or_dir", "dino_model"))
         if len(found) == 2:

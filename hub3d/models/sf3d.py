@@ -216,4 +216,5 @@ def _glb_bytes(mesh: Any) -> bytes:
     import trimesh
     from trimesh.exchange.gltf import export_glb
 
-    return export_glb(trimesh.Scene(mesh), include_normals=True)
+    data: bytes = export_glb(trimesh.Scene(mesh), include_normals=True)  # type: ignore[no-untyped-call]
+    return data
