@@ -34,9 +34,11 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"image has too many pixels ({exc}); the limit is {max_pixels:,}") from None
+        raise ImageTooLarge(
+            f"image has too many pixels ({exc}); the limit is {max_pixels:,}") from None
     except UnidentifiedImageError:
-        raise UnsupportedMedia(f"the upload is not an image this server can read; {_SEND}") from None
+        raise UnsupportedMedia(
+            f"the upload is not an image this server can read; {_SEND}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidInput(f"the image could not be read ({exc}); {_SEND}") from None
     if img.format not in ACCEPTED_FORMATS:
