@@ -1,0 +1,78 @@
+"""Shared pieces of the client tests: the client module by path, model specs, a hub stand-in."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENT_PY = REPO / "client" / "sf3d_client.py"
+SLOW = "tests.backends.testing:SlowBackend"
+
+
+def load_client() -> ModuleType:
+    """client/ is a folder of copy-anywhere scripts, not a package: import the file itself."""
+    if "sf3d_client" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("sf3d_client", CLIENT_PY)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["sf3d_client"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["sf3d_client"]
+
+
+def inflate_spec() -> str:
+    """`inflate`; until the built-in backend lands, the sleeping test backend under its name."""
+    found = importlib.util.find_spec("hub3d.models.inflate") is not None
+    return "inflate" if found else f"inflate={SLOW}"
+
+
+def models(with_slow: bool = False) -> str:
+    """--models value: inflate first (the default), plus `slow` for timing-sensitive tests."""
+    return inflate_spec() + (f",slow={SLOW}" if with_slow else "")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for a client subprocess: none of the developer's hub3d settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HUB3D_") and k != "JUPYTERHUB_TOKEN"}
+    env.update(extra)
+    return env
+
+
+class _LoginRedirect(BaseHTTPRequestHandler):
+    """What JupyterHub does to a request without a valid token: 302 to its login page."""
+
+    def _redirect(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(302)
+        self.send_header("Location", f"/hub/login?next={self.path}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_DELETE = _redirect
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def hub_login_standin() -> Iterator[str]:
+    """A tiny HTTP server on 127.0.0.1 answering every request with the hub's login redirect."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LoginRedirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
