@@ -61,4 +61,4 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         server.stop()
 
 
-TEST_MODELS = "slow=tests.backends.testing:SlowBackend,inflate"
+TEST_MODELS = "inflate,slow=tests.backends.testing:SlowBackend"

@@ -59,7 +59,7 @@ def test_seed_async_flow(server: ServerProcess, png_b64: str) -> None:
     assert glb.content[:4] == b"glTF"
     meta = requests.get(f"{server.url}/job/{body['job_id']}/metadata").json()
     assert meta["params"]["seed"] == 42 and "inference" in meta["timings"]
-    assert meta["background_removal"] in ("alpha", "mask", "rembg", "grabcut")
+    assert meta["background_removal"] in ("alpha", "mask", "rembg", "border_color", "grabcut")
     preview = requests.get(f"{server.url}/job/{body['job_id']}/preview")
     assert preview.status_code == 200 and preview.content[:8] == b"\x89PNG\r\n\x1a\n"
 
