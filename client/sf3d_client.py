@@ -293,7 +293,9 @@ class SF3DClient:
             self.headers["Authorization"] = f"token {hub_token}"
         if session is None:
             session = requests.Session()
-            retry = Retry(total=retries, connect=retries, read=retries, status=retries,
+            # refused connections are left to _request's reconnect window, so that
+            # test_connection() can fail at once while a job's polling rides out a restart
+            retry = Retry(total=retries, connect=0, read=retries, status=retries,
                           backoff_factor=0.5, status_forcelist=(502, 503, 504),
                           allowed_methods=frozenset({"GET", "HEAD", "DELETE"}),
                           respect_retry_after_header=True, raise_on_status=False)
