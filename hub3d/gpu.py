@@ -6,9 +6,9 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-__all__ = ["GPU", "gpu_dicts", "parse_nvidia_smi", "query_gpus", "free_vram_gb"]
+__all__ = ["GPU", "free_vram_gb", "parse_nvidia_smi", "query_gpus"]
 
 _QUERY = "index,name,memory.total,memory.free,uuid"
 _CACHE_S = 2.0
@@ -71,7 +71,3 @@ def free_vram_gb(device: str) -> float | None:
         if gpu.index == index:
             return gpu.vram_free_gb
     return None
-
-
-def gpu_dicts() -> list[dict[str, object]]:
-    return [asdict(g) for g in query_gpus()]

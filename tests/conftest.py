@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from tests.servers import ServerProcess
 
+REPO = Path(__file__).resolve().parents[1]
 _OUR_ENV = ("PORT", "MAX_CONCURRENT", "MAX_QUEUE_SIZE")
 
 

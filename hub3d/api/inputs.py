@@ -114,7 +114,7 @@ async def parse_generate_request(
             f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidParams(f"invalid parameters for model '{model}': {details}") from None
-    backend.check_request(params)
+    await run_in_threadpool(backend.check_request, params)  # may probe another Python env
     return ParsedRequest(model, params, image, url, fields.get("mask"))
 
 

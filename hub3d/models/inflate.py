@@ -45,7 +45,8 @@ def _texture(canvas: Image.Image, side: int) -> Image.Image:
     mean = arr[inside, :3].mean(0) if inside.any() else np.full(3, 128.0)
     a = arr[..., 3:4] / 255.0
     rgb = Image.fromarray((arr[..., :3] * a + mean * (1 - a)).astype(np.uint8), "RGB")
-    return rgb if rgb.width <= side else rgb.resize((side, side), Image.Resampling.LANCZOS)
+    side = 2 ** int(np.log2(min(side, rgb.width)))  # power of two: viewers can mipmap it
+    return rgb if rgb.width == side else rgb.resize((side, side), Image.Resampling.BILINEAR)
 
 
 def _vertex_colors(texture: Image.Image, mesh: InflatedMesh) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,7 +12,6 @@ from hub3d import __version__
 from hub3d.api.auth import key_ok, require_api_key
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.schemas import HealthResponse, ModelInfo, QueueView, error_responses
-from hub3d.gpu import gpu_dicts
 from hub3d.jobs.models import JobStatus
 
 __all__ = ["open_router", "router"]
@@ -38,7 +38,7 @@ async def health(request: Request, scheduler: SchedulerDep, pool: PoolDep,
     status = "starting" if not scheduler.started else ("degraded" if failed else "healthy")
     if not key_ok(request):
         return HealthResponse(status=status)
-    gpus = await run_in_threadpool(gpu_dicts)
+    gpus = [asdict(g) for g in await run_in_threadpool(pool.gpu_lister)]
     first = gpus[0] if gpus else None
     return HealthResponse(
         status=status, version=__version__, default_model=settings.default_model,

@@ -1,0 +1,124 @@
+"""The inflate backend called directly: GLBs pass the Khronos validator and look like the object."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image, ImageDraw
+
+from hub3d.errors import NoObjectDetected
+from hub3d.models.base import GenerateParams
+from hub3d.models.inflate import inflate_image
+from tests.conftest import REPO
+from tests.gltf_check import assert_valid_glb
+
+
+def shirt() -> Image.Image:
+    return Image.open(REPO / "samples" / "tshirt.png").convert("RGB").resize((512, 512))
+
+
+def rgba_disc() -> Image.Image:
+    img = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(img).ellipse((40, 20, 260, 180), fill=(30, 160, 60, 255))
+    return img
+
+
+def noisy_photo() -> Image.Image:
+    """A textured backdrop (not one colour): the GrabCut path."""
+    rng = np.random.default_rng(0)
+    bg = (rng.normal(120, 35, (256, 256, 3)).clip(0, 255)).astype(np.uint8)
+    img = Image.fromarray(bg)
+    ImageDraw.Draw(img).rectangle((70, 50, 190, 210), fill=(230, 200, 20))
+    return img
+
+
+def load(data: bytes) -> trimesh.Trimesh:
+    scene = trimesh.load(io.BytesIO(data), file_type="glb")
+    return next(iter(scene.geometry.values()))
+
+
+@pytest.mark.parametrize("make,method", [(shirt, "border_color"), (rgba_disc, "alpha"),
+                                         (noisy_photo, "grabcut")])
+def test_textured_glb_is_valid_closed_and_unit_sized(make: Callable[[], Image.Image],
+                                                     method: str) -> None:
+    result = inflate_image(make(), GenerateParams())
+    assert result.metadata["background_removal"] == method
+    report = assert_valid_glb(result.data)
+    assert report["issues"]["numWarnings"] == 0
+    mesh = load(result.data)
+    assert len(mesh.faces) > 1000 and mesh.is_watertight and mesh.volume > 0
+    assert isinstance(mesh.visual, trimesh.visual.TextureVisuals)
+    assert mesh.visual.material.baseColorTexture.size[0] >= 64
+    lo, hi = mesh.bounds
+    assert np.allclose((lo + hi) / 2, 0, atol=1e-3)  # centred
+    assert max(hi - lo) == pytest.approx(1.0, abs=1e-3)  # unit-sized
+    depth, width = hi[2] - lo[2], hi[0] - lo[0]
+    assert 0.1 * width < depth < 0.5 * width  # sensible thickness, facing +z
+
+
+def test_shirt_is_upright_and_textured_from_the_photo() -> None:
+    result = inflate_image(shirt(), GenerateParams())
+    mesh = load(result.data)
+    lo, hi = mesh.bounds
+    assert hi[1] - lo[1] > 0.8  # the shirt is taller than 0.8 of its longest side: y is up
+    # the sleeves (wide) are near the top: y-up means the widest row is in the upper half
+    top = mesh.vertices[mesh.vertices[:, 1] > 0.2]
+    bottom = mesh.vertices[mesh.vertices[:, 1] < -0.2]
+    assert np.ptp(top[:, 0]) > np.ptp(bottom[:, 0]) + 0.2
+    tex = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB")).astype(int)
+    blue = (tex[..., 2] > 120) & (tex[..., 0] < 80)
+    assert blue.mean() > 0.2  # the stripes of the photo are in the texture
+
+
+def test_vertex_colours_without_texture() -> None:
+    data = inflate_image(shirt(), GenerateParams(with_texture=False)).data
+    assert_valid_glb(data)
+    mesh = load(data)
+    colors = mesh.visual.vertex_colors
+    assert len(colors) == len(mesh.vertices)
+    assert len(np.unique(colors[:, :3], axis=0)) > 10
+
+
+def test_ply_has_every_3dgs_field() -> None:
+    result = inflate_image(shirt(), GenerateParams(output_format="ply"))
+    head, _, body = result.data.partition(b"end_header\n")
+    props = [line.split()[-1] for line in head.decode().splitlines() if line.startswith("property")]
+    assert props == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
+                     "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    n = int(head.decode().split("element vertex ")[1].split()[0])
+    rows = np.frombuffer(body, "<f4").reshape(n, len(props))
+    assert np.isfinite(rows).all() and np.abs(rows[:, :3]).max() <= 0.5 + 1e-4
+    assert np.allclose(np.linalg.norm(rows[:, 13:17], axis=1), 1)
+    points = trimesh.load(io.BytesIO(result.data), file_type="ply")
+    assert len(points.vertices) == n
+
+
+def test_vertex_count_and_foreground_ratio_are_respected() -> None:
+    few = inflate_image(shirt(), GenerateParams(vertex_count=2000)).metadata["mesh"]["vertices"]
+    many = inflate_image(shirt(), GenerateParams(vertex_count=30000)).metadata["mesh"]["vertices"]
+    assert 1000 < few < 4000 and 20000 < many < 45000
+    # At the default grid, a larger object in the frame covers more grid cells.
+    small = inflate_image(shirt(), GenerateParams(foreground_ratio=0.5)).metadata["mesh"]
+    big = inflate_image(shirt(), GenerateParams(foreground_ratio=1.0)).metadata["mesh"]
+    assert small["grid"] == big["grid"] and big["vertices"] > 2.5 * small["vertices"]
+
+
+def test_deterministic() -> None:
+    assert inflate_image(shirt(), GenerateParams()).data == inflate_image(
+        shirt(), GenerateParams()).data
+
+
+def test_mask_and_empty_object() -> None:
+    mask = Image.new("L", (512, 512), 0)
+    ImageDraw.Draw(mask).rectangle((100, 100, 400, 300), fill=255)
+    result = inflate_image(shirt(), GenerateParams(), mask=mask)
+    assert result.metadata["background_removal"] == "mask"
+    assert_valid_glb(result.data)
+    with pytest.raises(NoObjectDetected, match="no object detected"):
+        inflate_image(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), GenerateParams())
+    with pytest.raises(NoObjectDetected):
+        inflate_image(shirt(), GenerateParams(), mask=Image.new("L", (512, 512), 0))
