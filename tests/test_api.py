@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import TEST_MODELS, make_png
+from tests.gltf_check import assert_valid_glb
 from tests.servers import ServerProcess
 
 
@@ -56,7 +57,7 @@ def test_seed_async_flow(server: ServerProcess, png_b64: str) -> None:
     assert job["download_url"] == f"/job/{body['job_id']}/download"
     glb = requests.get(server.url + job["download_url"])
     assert glb.status_code == 200 and glb.headers["content-type"] == "model/gltf-binary"
-    assert glb.content[:4] == b"glTF"
+    assert_valid_glb(glb.content)
     meta = requests.get(f"{server.url}/job/{body['job_id']}/metadata").json()
     assert meta["params"]["seed"] == 42 and "inference" in meta["timings"]
     assert meta["background_removal"] in ("alpha", "mask", "rembg", "border_color", "grabcut")
@@ -66,8 +67,8 @@ def test_seed_async_flow(server: ServerProcess, png_b64: str) -> None:
 
 def test_sync_glb_and_ply(server: ServerProcess, png_b64: str) -> None:
     r = requests.post(f"{server.url}/generate/sync", json={"image": png_b64})
-    assert r.status_code == 200 and r.content[:4] == b"glTF"
-    assert r.headers["x-job-id"]
+    assert r.status_code == 200 and r.headers["x-job-id"]
+    assert_valid_glb(r.content)
     r = requests.post(f"{server.url}/generate/sync",
                       json={"image": png_b64, "output_format": "ply"})
     assert r.status_code == 200, r.text
