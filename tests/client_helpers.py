@@ -1,4 +1,4 @@
-"""Shared pieces of the client tests: the client module by path, model specs, a hub stand-in."""
+"""Shared pieces of the client tests: the client module by path, models, a hub stand-in."""
 
 from __future__ import annotations
 
@@ -28,15 +28,14 @@ def load_client() -> ModuleType:
     return sys.modules["sf3d_client"]
 
 
-def inflate_spec() -> str:
-    """`inflate`; until the built-in backend lands, the sleeping test backend under its name."""
-    found = importlib.util.find_spec("hub3d.models.inflate") is not None
-    return "inflate" if found else f"inflate={SLOW}"
-
-
 def models(with_slow: bool = False) -> str:
     """--models value: inflate first (the default), plus `slow` for timing-sensitive tests."""
-    return inflate_spec() + (f",slow={SLOW}" if with_slow else "")
+    return "inflate" + (f",slow={SLOW}" if with_slow else "")
+
+
+def sample_png() -> bytes:
+    """The repo's sample photo (a T-shirt on a plain background)."""
+    return (REPO / "samples" / "tshirt.png").read_bytes()
 
 
 def cli_env(**extra: str) -> dict[str, str]:

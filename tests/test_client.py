@@ -16,7 +16,7 @@ import requests
 import trimesh
 from PIL import Image
 
-from tests.client_helpers import hub_login_standin, load_client, models
+from tests.client_helpers import hub_login_standin, load_client, models, sample_png
 from tests.conftest import make_png
 from tests.servers import ServerProcess, free_port
 
@@ -39,7 +39,7 @@ def client(server: ServerProcess) -> Any:
 @pytest.fixture
 def image(tmp_path: Path) -> Path:
     path = tmp_path / "tshirt.png"
-    path.write_bytes(make_png())
+    path.write_bytes(sample_png())
     return path
 
 
@@ -86,6 +86,13 @@ def test_generate_accepts_bytes_pil_and_arrays(client: Any, kind: str) -> None:
     assert_glb(result.data)
     assert result.metadata["params"]["seed"] == 7
     assert result.timings["total_s"] >= result.timings["submit_s"]
+
+
+def test_ply_output(client: Any, image: Path, tmp_path: Path) -> None:
+    result = client.generate(image, output_format="ply", output_path=tmp_path / "t.ply")
+    assert result.path.read_bytes().startswith(b"ply\n")
+    meta = json.loads((tmp_path / "t.metadata.json").read_text())
+    assert meta["params"]["output_format"] == "ply"
 
 
 def test_bad_local_input_says_what_to_do(client: Any, tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.client_helpers import CLIENT_PY, REPO, cli_env, hub_login_standin, models
+from tests.client_helpers import (
+    CLIENT_PY,
+    REPO,
+    cli_env,
+    hub_login_standin,
+    models,
+    sample_png,
+)
 from tests.conftest import make_png
 from tests.servers import ServerProcess
 
@@ -34,7 +41,7 @@ def run_cli(*args: str, python: str = sys.executable, timeout: float = 120,
 def images(tmp_path: Path) -> Path:
     folder = tmp_path / "images"
     folder.mkdir()
-    (folder / "a.png").write_bytes(make_png(96))
+    (folder / "a.png").write_bytes(sample_png())
     (folder / "b.png").write_bytes(make_png(80, (40, 160, 40)))
     (folder / "bad.png").write_bytes(os.urandom(24))
     (folder / "notes.txt").write_text("not an image, not picked up")
