@@ -285,6 +285,8 @@ class SF3DClient:
         self.api_key, self.hub_token = api_key, hub_token
         self.timeout, self.reconnect_s, self.queue_wait_s = timeout, reconnect_s, queue_wait_s
         self.use_events, self.poll_interval = use_events, poll_interval
+        self._active: set[str] = set()  # jobs this client waits on, for cancel_active()
+        self._lock = threading.Lock()
         self.headers = {"ngrok-skip-browser-warning": "1",
                         "User-Agent": f"sf3d-client/{__version__}"}
         if api_key:
@@ -380,7 +382,8 @@ class SF3DClient:
         return health
 
     def health(self) -> dict[str, Any]:
-        return dict(self._request("GET", "/health").json())
+        """GET /health once; without the right API key only `status` comes back."""
+        return dict(self._request("GET", "/health", reconnect_s=0).json())
 
     def models(self) -> list[dict[str, Any]]:
         body = self._request("GET", "/models").json()
@@ -432,8 +435,9 @@ class SF3DClient:
         """Follow GET /job/{id}/events; the last job view, or None when the stream broke."""
         last: dict[str, Any] | None = None
         try:
+            # the server sends a keepalive every 15 s: silence past 20 s is a buffering proxy
             resp = self._request("GET", f"/job/{job_id}/events", stream=True, reconnect_s=0,
-                                 timeout=(self.timeout, 40.0))
+                                 timeout=(self.timeout, 20.0))
             with resp:
                 for line in resp.iter_lines(decode_unicode=True):
                     if line and line.startswith("data:"):
@@ -444,8 +448,11 @@ class SF3DClient:
                             return last
                     if deadline is not None and time.monotonic() > deadline:
                         return last
+        except requests.ReadTimeout:
+            if last is None:
+                self.use_events = False  # this route holds streams back: poll from now on
         except (requests.RequestException, ConnectionFailed, ServerError, ValueError):
-            pass  # a proxy that buffers or cuts streams: polling takes over
+            pass  # a proxy that cuts streams, a server restarting: polling takes over
         return None if last is None or last.get("status") not in TERMINAL else last
 
     def wait(self, job_id: str, timeout: float | None = None,
@@ -499,11 +506,16 @@ class SF3DClient:
             resp, waits = self._post_job("/generate", image, model, mask, params)
             job_id = str(resp.json()["job_id"])
         timings["submit_s"] = time.monotonic() - t0
+        with self._lock:
+            self._active.add(job_id)
         try:
             job = self.wait(job_id, timeout, progress)
         except KeyboardInterrupt:
             self._cancel_quietly(job_id)
             raise
+        finally:
+            with self._lock:
+                self._active.discard(job_id)
         t1 = time.monotonic()
         timings["wait_s"] = t1 - t0 - timings["submit_s"]
         target = Path(output_path) if output_path is not None else None
@@ -547,6 +559,14 @@ class SF3DClient:
         if not resp.headers.get("X-Job-Id"):
             raise ServerError("the sync answer carries no X-Job-Id: is this a hub3d server?", resp)
         return resp.headers["X-Job-Id"], resp.content
+
+    def cancel_active(self) -> list[str]:
+        """Cancel every job this client is waiting on (Ctrl-C in a batch); their ids."""
+        with self._lock:
+            ids = sorted(self._active)
+        for job_id in ids:
+            self._cancel_quietly(job_id)
+        return ids
 
     def _cancel_quietly(self, job_id: str) -> None:
         try:
@@ -608,8 +628,11 @@ class SF3DClient:
                 on_done(item)
             return item
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+        try:
             return list(pool.map(one, list(zip(inputs, targets))))  # noqa: B905 (3.9)
+        finally:  # on Ctrl-C, return at once instead of waiting for the jobs in flight
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _unique_targets(inputs: Sequence[Path], out_dir: Path, fmt: str) -> list[Path]:
@@ -745,6 +768,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--foreground-ratio", type=float)
     p.add_argument("--no-texture", action="store_true", help="vertex colours, no texture")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other model parameter (repeatable; VALUE read as JSON if it can)")
     p.add_argument("--out", default=".", help="output folder (default: here)")
     p.add_argument("--run-dir", help="pipeline layout for one image: <run>/mesh.glb and"
                                      " metadata.json merged into an existing one")
@@ -767,8 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give at least one image or folder (or --health)")
     try:
         client = SF3DClient(a.server, api_key=a.api_key, hub_token=a.hub_token)
-        health = client.test_connection() if not a.health else client._request(
-            "GET", "/health", reconnect_s=0).json()
+        health = client.health() if a.health else client.test_connection()
         if a.health:
             print(format_health(health))
             return 0 if health.get("status") == "healthy" else 1
@@ -782,6 +806,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "seed", "foreground_ratio") if getattr(a, k) is not None}
     if a.no_texture:
         params["with_texture"] = False
+    for item in a.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--param {item!r}: write it as KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
     if a.run_dir:
         return _run_dir(client, inputs[0], Path(a.run_dir), a, params)
     reporter = _Reporter(len(inputs), a.quiet)
@@ -792,6 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        reporter.close()
+        print(f"interrupted: canceled {len(client.cancel_active())} running job(s)",
+              file=sys.stderr)
+        os._exit(130)  # the batch threads are blocked in requests; don't wait for them
     finally:
         reporter.close()
     print(_summary(items))

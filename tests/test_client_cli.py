@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.client_helpers import (
     CLIENT_PY,
@@ -147,3 +150,20 @@ def test_runs_with_only_stdlib_and_requests(server: ServerProcess, images: Path,
     assert r.returncode == 0, r.stderr
     assert "[1/1] a.png: ok" in r.stderr  # no tqdm here: plain progress lines
     assert (tmp_path / "o" / "a.glb").read_bytes()[:4] == b"glTF"
+
+
+def test_ctrl_c_cancels_the_running_jobs(start_server: Callable[..., ServerProcess],
+                                         images: Path, tmp_path: Path) -> None:
+    srv = start_server("--models", models(with_slow=True))
+    proc = subprocess.Popen(
+        [sys.executable, str(CLIENT_PY), str(images / "a.png"), "--server", srv.url,
+         "--model", "slow", "--param", "sleep_s=60", "--out", str(tmp_path), "--quiet"],
+        env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not requests.get(f"{srv.url}/queue").json()["order"]:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "canceled 1 running job" in err
+    jobs = requests.get(f"{srv.url}/queue").json()
+    assert jobs["queued"] == 0 and jobs["processing"] == 0
