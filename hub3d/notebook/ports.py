@@ -1,0 +1,87 @@
+"""Ports: bind before serving (so a clash fails at once) and name the process holding one."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+__all__ = ["PortInUse", "bind_socket", "port_holder", "port_is_free"]
+
+
+class PortInUse(OSError):
+    """The port is taken; the message names the holder when it can be found."""
+
+
+def port_holder(port: int) -> str | None:
+    """'pid 123 (python -m http.server)' for the process listening on `port`, if visible."""
+    try:
+        import psutil
+    except ImportError:
+        return _holder_from_proc(port)
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+                if conn.pid is None:
+                    return "another user's process"
+                proc = psutil.Process(conn.pid)
+                return f"pid {conn.pid} ({' '.join(proc.cmdline())[:120] or proc.name()})"
+    except (psutil.Error, OSError):
+        return _holder_from_proc(port)
+    return None
+
+
+def _holder_from_proc(port: int) -> str | None:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local address is HEX_IP:HEX_PORT; state 0A = LISTEN
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(fields[9])
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                    return f"pid {pid} ({cmd.decode(errors='replace').strip()[:120]})"
+        except OSError:
+            continue
+    return "another user's process"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening socket for uvicorn, or PortInUse naming who holds the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        holder = port_holder(port)
+        who = f" by {holder}" if holder else ""
+        raise PortInUse(
+            f"port {port} is already in use{who}. Stop that process or pick another port "
+            f"(PORT = {port + 1} in the parameters cell)."
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
