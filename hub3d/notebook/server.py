@@ -175,7 +175,8 @@ def block(handle: ServerHandle, heartbeat_s: float = 60.0, *, print_fn: Any = pr
     reason = "server stopped"
     try:
         next_beat = time.monotonic()
-        while handle.running:
+        while (handle := running_servers().get(handle.port, handle)).running:
+            # (follows the registry: the panel's restart button makes a new handle)
             if time.monotonic() >= next_beat:
                 status = handle.status()
                 print_fn(f"[{time.strftime('%H:%M:%S')}] hub3d {status['state']} at {handle.url}"

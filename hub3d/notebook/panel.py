@@ -1,0 +1,162 @@
+"""The ipywidgets panel: live server state, models, GPU memory, queue, last jobs, log tail and
+buttons. A daemon thread refreshes it, so the kernel stays free for other cells."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import Any
+
+from hub3d.notebook.server import ServerHandle, start_server
+
+__all__ = ["Panel", "render_html", "show_panel", "snapshot"]
+
+_PANEL: Panel | None = None
+
+
+def snapshot(handle: ServerHandle, jobs: int = 8) -> dict[str, Any]:
+    """Everything the panel shows, gathered through the server's own HTTP API."""
+    import requests
+
+    snap: dict[str, Any] = {"status": handle.status(), "health": None, "queue": None,
+                            "jobs": [], "logs": handle.logs[-15:], "error": None}
+    if not handle.running:
+        return snap
+    try:
+        with requests.Session() as http:
+            http.headers.update(handle.headers())
+            snap["health"] = http.get(f"{handle.url}/health", timeout=5).json()
+            snap["queue"] = http.get(f"{handle.url}/queue", timeout=5).json()
+        # Recent jobs straight from the store: the API has no list-all route by design.
+        snap["jobs"] = [
+            {"job_id": j.id, "status": j.status.value, "model": j.model,
+             "processing_time": j.processing_time,
+             "wait_s": round(j.started_at - j.created_at, 2) if j.started_at else None,
+             "error": j.error}
+            for j in handle.app.state.store.recent(jobs)
+        ]
+    except Exception as exc:  # the panel must keep refreshing whatever the server does
+        snap["error"] = f"{type(exc).__name__}: {exc}"
+    return snap
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    cells = "".join(f"<th style='text-align:left;padding:0 8px'>{h}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='padding:0 8px'>{c}</td>" for c in row) + "</tr>"
+        for row in rows)
+    return f"<table><tr>{cells}</tr>{body or '<tr><td>(none)</td></tr>'}</table>"
+
+
+def render_html(snap: dict[str, Any], public_url: str | None = None) -> str:
+    st, health, queue = snap["status"], snap["health"] or {}, snap["queue"] or {}
+    base = (public_url or st["url"]).rstrip("/")
+    parts = [f"<b>hub3d</b> {html.escape(st['state'])} at <code>{html.escape(base)}</code>"
+             f" &middot; health: <b>{html.escape(str(health.get('status', '-')))}</b>"
+             f" &middot; up {st['uptime_s']:.0f} s"]
+    models = health.get("models") or {}
+    parts.append(_table(["model", "state", "device", "error"],
+                        [[n, m.get("state"), m.get("device") or "-",
+                          html.escape(m.get("error") or "")] for n, m in models.items()]))
+    gpus = health.get("gpus") or []
+    parts.append("GPU: " + ("; ".join(
+        f"{g['name']} {g['vram_gb'] - g['vram_free_gb']:.1f}/{g['vram_gb']:.1f} GB used"
+        for g in gpus) or "none visible (CPU only)"))
+    parts.append(f"Queue: {queue.get('queued', 0)} waiting, {queue.get('processing', 0)} running"
+                 f" (max {queue.get('max_queue_size', '-')})")
+    parts.append(_table(["pos", "job", "status", "model", "stage"],
+                        [[o["position"] or "running", o["job_id"][:10], o["status"], o["model"],
+                          o.get("stage") or ""] for o in queue.get("order", [])]))
+    parts.append(_table(["job", "status", "model", "waited s", "took s", "result"], [
+        [j["job_id"][:10], j["status"], j["model"], j["wait_s"] or "", j["processing_time"] or "",
+         f"<a href='{base}/job/{j['job_id']}/download' target='_blank'>download</a>"
+         if j["status"] == "completed" else html.escape((j["error"] or "")[:80])]
+        for j in snap["jobs"]]))
+    if snap["error"]:
+        parts.append(f"<span style='color:#b00'>{html.escape(snap['error'])}</span>")
+    tail = html.escape("\n".join(snap["logs"]))
+    parts.append(f"<pre style='max-height:12em;overflow:auto;font-size:85%'>{tail}</pre>")
+    return "<br>".join(parts)
+
+
+class Panel:
+    def __init__(self, handle: ServerHandle, public_url: str | None = None,
+                 refresh_s: float = 2.0) -> None:
+        import ipywidgets as w
+
+        self.handle, self.public_url, self.refresh_s = handle, public_url, refresh_s
+        self.view = w.HTML()
+        self.message = w.HTML()
+        names = handle.settings.model_names
+        self.model = w.Dropdown(options=names, value=names[0], description="model")
+        buttons = {"stop": self.stop, "restart": self.restart, "unload model": self.unload,
+                   "run a test image": self.test_image}
+        row = []
+        for label, action in buttons.items():
+            button = w.Button(description=label)
+            button.on_click(lambda _b, act=action: self._in_thread(act))
+            row.append(button)
+        self.widget = w.VBox([self.view, w.HBox([self.model, *row]), self.message])
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hub3d-panel", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            self.refresh()
+            self._closed.wait(self.refresh_s)
+
+    def refresh(self) -> None:
+        self.view.value = render_html(snapshot(self.handle), self.public_url)
+
+    def _in_thread(self, action: Any) -> None:
+        def run() -> None:
+            try:
+                self.message.value = html.escape(str(action() or ""))
+            except Exception as exc:
+                self.message.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            self.refresh()
+        threading.Thread(target=run, daemon=True).start()
+
+    def stop(self) -> str:
+        self.handle.stop()
+        return "stopped"
+
+    def restart(self) -> str:
+        s = self.handle.settings
+        self.handle.stop()
+        self.handle = start_server(
+            s.port, s.models, s.data_dir, s.api_key_value(), host=s.host, root_path=s.root_path,
+            max_queue_size=s.max_queue_size, max_concurrent=s.max_concurrent)
+        return f"restarted at {time.strftime('%H:%M:%S')}"
+
+    def unload(self) -> str:
+        import requests
+
+        r = requests.post(f"{self.handle.url}/models/{self.model.value}/unload",
+                          headers=self.handle.headers(), timeout=60)
+        return f"unload {self.model.value}: {r.json().get('state', r.text)}"
+
+    def test_image(self) -> str:
+        from hub3d.notebook.sample import run_sample
+
+        job = run_sample(self.handle, model=self.model.value)
+        return f"test image done in {job['processing_time']} s: {job['path']}"
+
+    def close(self) -> None:
+        self._closed.set()
+        self.widget.close()
+
+
+def show_panel(handle: ServerHandle, public_url: str | None = None,
+               refresh_s: float = 2.0) -> Panel:
+    """Display the panel; a re-run cell replaces the previous one."""
+    global _PANEL
+    from IPython.display import display
+
+    if _PANEL is not None:
+        _PANEL.close()
+    _PANEL = Panel(handle, public_url, refresh_s)
+    display(_PANEL.widget)
+    return _PANEL
