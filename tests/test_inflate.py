@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +14,32 @@ import trimesh
 from PIL import Image, ImageDraw
 
 from hub3d.errors import NoObjectDetected
-from hub3d.models.base import GenerateParams
-from hub3d.models.inflate import inflate_image
+from hub3d.models.base import GenerateParams, JobInput
+from hub3d.models.inflate import InflateBackend, inflate_image
 from tests.conftest import REPO
 from tests.gltf_check import assert_valid_glb
 
 
+DATA = REPO / "tests" / "data"
+
+
 def shirt() -> Image.Image:
     return Image.open(REPO / "samples" / "tshirt.png").convert("RGB").resize((512, 512))
+
+
+def sample(name: str) -> Callable[[], Image.Image]:
+    """A committed sample from tests/data (drawn by tests/data/make_samples.py)."""
+    def make() -> Image.Image:
+        with Image.open(DATA / name) as img:
+            return img.convert("RGBA") if img.mode == "RGBA" else img.convert("RGB")
+    make.__name__ = name
+    return make
+
+
+def glb_json(data: bytes) -> dict:
+    assert data[:4] == b"glTF"
+    (length,) = struct.unpack_from("<I", data, 12)
+    return json.loads(data[20:20 + length])
 
 
 def rgba_disc() -> Image.Image:
@@ -41,8 +62,11 @@ def load(data: bytes) -> trimesh.Trimesh:
     return next(iter(scene.geometry.values()))
 
 
-@pytest.mark.parametrize("make,method", [(shirt, "border_color"), (rgba_disc, "alpha"),
-                                         (noisy_photo, "grabcut")])
+@pytest.mark.parametrize("make,method", [
+    (shirt, "border_color"), (rgba_disc, "alpha"), (noisy_photo, "grabcut"),
+    (sample("mug_on_white.png"), "border_color"), (sample("vase_rgba.png"), "alpha"),
+    (sample("toy_photo.jpg"), "grabcut"),
+])
 def test_textured_glb_is_valid_closed_and_unit_sized(make: Callable[[], Image.Image],
                                                      method: str) -> None:
     result = inflate_image(make(), GenerateParams())
@@ -58,6 +82,10 @@ def test_textured_glb_is_valid_closed_and_unit_sized(make: Callable[[], Image.Im
     assert max(hi - lo) == pytest.approx(1.0, abs=1e-3)  # unit-sized
     depth, width = hi[2] - lo[2], hi[0] - lo[0]
     assert 0.1 * width < depth < 0.5 * width  # sensible thickness, facing +z
+    meta = result.metadata
+    assert meta["mesh"]["watertight"] and meta["mesh"]["faces"] == len(mesh.faces)
+    assert meta["texture"]["size"] == list(mesh.visual.material.baseColorTexture.size)
+    assert result.preview.size == (256, 256)
 
 
 def test_shirt_is_upright_and_textured_from_the_photo() -> None:
@@ -75,16 +103,27 @@ def test_shirt_is_upright_and_textured_from_the_photo() -> None:
 
 
 def test_vertex_colours_without_texture() -> None:
-    data = inflate_image(shirt(), GenerateParams(with_texture=False)).data
-    assert_valid_glb(data)
-    mesh = load(data)
-    colors = mesh.visual.vertex_colors
-    assert len(colors) == len(mesh.vertices)
+    result = inflate_image(shirt(), GenerateParams(with_texture=False))
+    assert_valid_glb(result.data)
+    gltf = glb_json(result.data)
+    assert "images" not in gltf and "COLOR_0" in gltf["meshes"][0]["primitives"][0]["attributes"]
+    assert gltf["materials"][0]["pbrMetallicRoughness"]["metallicFactor"] == 0  # not dark metal
+    assert result.metadata["texture"] is None
+    mesh = load(result.data)
+    colors = mesh.visual.vertex_attributes["color"]
+    assert len(colors) == len(mesh.vertices) and mesh.is_watertight
     assert len(np.unique(colors[:, :3], axis=0)) > 10
 
 
-def test_ply_has_every_3dgs_field() -> None:
-    result = inflate_image(shirt(), GenerateParams(output_format="ply"))
+def test_texture_resolution_is_a_limit() -> None:
+    result = inflate_image(shirt(), GenerateParams(texture_resolution=200))
+    assert result.metadata["texture"]["size"] == [128, 128]  # power of two, within the limit
+    assert_valid_glb(result.data)
+
+
+@pytest.mark.parametrize("make", [shirt, sample("vase_rgba.png"), sample("toy_photo.jpg")])
+def test_ply_has_every_3dgs_field(make: Callable[[], Image.Image]) -> None:
+    result = inflate_image(make(), GenerateParams(output_format="ply"))
     head, _, body = result.data.partition(b"end_header\n")
     props = [line.split()[-1] for line in head.decode().splitlines() if line.startswith("property")]
     assert props == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
@@ -93,6 +132,10 @@ def test_ply_has_every_3dgs_field() -> None:
     rows = np.frombuffer(body, "<f4").reshape(n, len(props))
     assert np.isfinite(rows).all() and np.abs(rows[:, :3]).max() <= 0.5 + 1e-4
     assert np.allclose(np.linalg.norm(rows[:, 13:17], axis=1), 1)
+    assert (rows[:, 10:13] < 0).all()  # log scales of small splats
+    assert 0 < 1 / (1 + np.exp(-rows[0, 9])) < 1  # opacity stored as a logit
+    rgb = rows[:, 6:9] * 0.28209479177387814 + 0.5
+    assert rgb.min() >= -1e-4 and rgb.max() <= 1 + 1e-4 and rgb.std() > 0.05
     points = trimesh.load(io.BytesIO(result.data), file_type="ply")
     assert len(points.vertices) == n
 
@@ -107,9 +150,10 @@ def test_vertex_count_and_foreground_ratio_are_respected() -> None:
     assert small["grid"] == big["grid"] and big["vertices"] > 2.5 * small["vertices"]
 
 
-def test_deterministic() -> None:
-    assert inflate_image(shirt(), GenerateParams()).data == inflate_image(
-        shirt(), GenerateParams()).data
+@pytest.mark.parametrize("make", [shirt, sample("toy_photo.jpg")])
+def test_deterministic(make: Callable[[], Image.Image]) -> None:
+    for params in (GenerateParams(), GenerateParams(output_format="ply")):
+        assert inflate_image(make(), params).data == inflate_image(make(), params).data
 
 
 def test_mask_and_empty_object() -> None:
@@ -122,3 +166,26 @@ def test_mask_and_empty_object() -> None:
         inflate_image(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), GenerateParams())
     with pytest.raises(NoObjectDetected):
         inflate_image(shirt(), GenerateParams(), mask=Image.new("L", (512, 512), 0))
+
+
+def test_backend_run_writes_result_and_preview(tmp_path: Path) -> None:
+    shirt().save(tmp_path / "input.png")
+    mask = Image.new("L", (512, 512), 0)
+    ImageDraw.Draw(mask).ellipse((100, 60, 420, 460), fill=255)
+    mask.save(tmp_path / "mask.png")
+    stages: list[str] = []
+    backend = InflateBackend()
+    backend.load("cpu")
+    out = backend.run(JobInput("j1", tmp_path, tmp_path / "input.png", GenerateParams(),
+                               tmp_path / "mask.png"), lambda stage, *a, **k: stages.append(stage))
+    assert stages == ["preprocessing", "inference", "exporting"]
+    assert out.result_path == tmp_path / "result.glb" and out.media_type == "model/gltf-binary"
+    assert_valid_glb(out.result_path)
+    assert out.metadata["background_removal"] == "mask"
+    with Image.open(tmp_path / "preview.png") as preview:
+        assert max(preview.size) <= 256
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "input.png", "mask.png", "preview.png", "result.glb"]  # no temp files left behind
+    ply = backend.run(JobInput("j2", tmp_path, tmp_path / "input.png",
+                               GenerateParams(output_format="ply")), lambda *a, **k: None)
+    assert ply.result_path.name == "result.ply" and ply.result_path.stat().st_size > 1000

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import trimesh
-from PIL import Image
+from PIL import Image, ImageStat
 
 from hub3d.errors import NoObjectDetected
 from hub3d.imaging.background import extract_foreground, resize_foreground
+from hub3d.imaging.preview import render_front, vertex_normals
 from hub3d.jobs.files import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
+from hub3d.models.glb import write_glb
 from hub3d.models.inflate_mesh import InflatedMesh, grid_side_for, inflate_mask
 from hub3d.models.splats import splat_ply_bytes
 
@@ -40,13 +41,15 @@ class InflateResult:
 
 def _texture(canvas: Image.Image, side: int) -> Image.Image:
     """RGB texture; the background takes the object's mean colour so rim texels do not bleed."""
-    arr = np.asarray(canvas).astype(np.float32)
-    inside = arr[..., 3] > 127
-    mean = arr[inside, :3].mean(0) if inside.any() else np.full(3, 128.0)
-    a = arr[..., 3:4] / 255.0
-    rgb = Image.fromarray((arr[..., :3] * a + mean * (1 - a)).astype(np.uint8), "RGB")
-    side = 2 ** int(np.log2(min(side, rgb.width)))  # power of two: viewers can mipmap it
-    return rgb if rgb.width == side else rgb.resize((side, side), Image.Resampling.BILINEAR)
+    # A power of two (viewers can mipmap it): the canvas size rounded up, within the limit.
+    side = min(2 ** int(np.log2(side)), 2 ** int(np.ceil(np.log2(canvas.width))))
+    if canvas.width != side:
+        canvas = canvas.resize((side, side), Image.Resampling.BILINEAR)
+    alpha = canvas.getchannel("A")
+    rgb = canvas.convert("RGB")
+    mean = ImageStat.Stat(rgb, alpha.point(lambda a: 255 if a > 127 else 0)).mean
+    fill = tuple(int(c) for c in mean) if alpha.getextrema()[1] > 127 else (128, 128, 128)
+    return Image.composite(rgb, Image.new("RGB", rgb.size, fill), alpha)
 
 
 def _vertex_colors(texture: Image.Image, mesh: InflatedMesh) -> np.ndarray:
@@ -55,38 +58,23 @@ def _vertex_colors(texture: Image.Image, mesh: InflatedMesh) -> np.ndarray:
     return np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)])
 
 
-def _preview(texture: Image.Image, mesh: InflatedMesh) -> Image.Image:
-    """Front view, lit from the upper left: the height field's normals shade the photo."""
-    g = mesh.grid_side
-    h = mesh.heights
-    gy, gx = np.gradient(h)
-    normal = np.dstack([-gx, gy, np.ones_like(h)])
-    normal /= np.linalg.norm(normal, axis=2, keepdims=True)
-    light = np.array([-0.4, 0.5, 0.77])
-    shade = np.clip(0.35 + 0.75 * (normal @ light), 0, 1.2)[..., None]
-    color = np.asarray(texture.resize((g, g), Image.Resampling.BOX)).astype(np.float32)
-    img = np.where((h > 0)[..., None], np.clip(color * shade, 0, 255), 235.0).astype(np.uint8)
-    return Image.fromarray(img, "RGB").resize((PREVIEW_SIDE, PREVIEW_SIDE),
-                                              Image.Resampling.BILINEAR)
-
-
-def _glb(mesh: InflatedMesh, texture: Image.Image, with_texture: bool) -> bytes:
+def _glb(mesh: InflatedMesh, texture: Image.Image, colors: np.ndarray,
+         normals: np.ndarray, with_texture: bool) -> bytes:
     if with_texture:
-        material = trimesh.visual.material.PBRMaterial(
-            baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=0.9)
-        visual: Any = trimesh.visual.TextureVisuals(uv=mesh.uv, material=material)
-    else:
-        visual = trimesh.visual.ColorVisuals(vertex_colors=_vertex_colors(texture, mesh))
-    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=visual, process=False)
-    return bytes(trimesh.exchange.gltf.export_glb(trimesh.Scene(tm), include_normals=True))
+        return write_glb(mesh.vertices, mesh.faces, normals, uv=mesh.uv, texture=texture)
+    return write_glb(mesh.vertices, mesh.faces, normals, colors=colors)
 
 
 def _mesh_stats(mesh: InflatedMesh) -> dict[str, Any]:
-    edges = np.sort(np.concatenate([mesh.faces[:, [0, 1]], mesh.faces[:, [1, 2]],
-                                    mesh.faces[:, [2, 0]]]), 1)
-    _, counts = np.unique(edges[:, 0] * len(mesh.vertices) + edges[:, 1], return_counts=True)
-    return {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
-            "watertight": bool((counts == 2).all()), "grid": mesh.grid_side,
+    """Counts, bounds, and a real watertightness check: every edge shared by exactly 2 faces."""
+    f = mesh.faces
+    a = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
+    b = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
+    keys = np.sort(np.minimum(a, b) * len(mesh.vertices) + np.maximum(a, b))
+    paired = len(keys) % 2 == 0 and bool((keys[0::2] == keys[1::2]).all())
+    watertight = paired and bool((keys[2::2] != keys[1:-1:2]).all())
+    return {"vertices": int(len(mesh.vertices)), "faces": int(len(f)),
+            "watertight": watertight, "grid": mesh.grid_side,
             "bounds": [mesh.vertices.min(0).round(4).tolist(),
                        mesh.vertices.max(0).round(4).tolist()]}
 
@@ -106,18 +94,22 @@ def inflate_image(image: Image.Image, params: GenerateParams, mask: Image.Image 
     except ValueError as exc:
         raise NoObjectDetected(f"no object detected in the image: {exc}") from None
     texture = _texture(canvas, params.texture_resolution)
+    colors = _vertex_colors(texture, mesh)
+    normals = vertex_normals(mesh.vertices, mesh.faces)
     report("exporting")
     if params.output_format == "ply":
-        data, media, suffix = splat_ply_bytes(mesh, _vertex_colors(texture, mesh)), PLY, ".ply"
+        data, media, suffix = splat_ply_bytes(mesh, colors), PLY, ".ply"
     else:
-        data, media, suffix = _glb(mesh, texture, params.with_texture), GLB, ".glb"
+        data = _glb(mesh, texture, colors, normals, params.with_texture)
+        media, suffix = GLB, ".glb"
     metadata = {
         "method": "silhouette inflation (classical, weight-free)",
         "background_removal": fg.method, "notes": fg.notes, "mesh": _mesh_stats(mesh),
         "texture": {"size": list(texture.size)} if params.with_texture and suffix == ".glb"
         else None,
     }
-    return InflateResult(data, media, suffix, _preview(texture, mesh), metadata)
+    preview = render_front(mesh.vertices, mesh.faces, colors, PREVIEW_SIDE, normals)
+    return InflateResult(data, media, suffix, preview, metadata)
 
 
 class InflateBackend(Backend):
