@@ -19,7 +19,6 @@ from hub3d.models.inflate import InflateBackend, inflate_image
 from tests.conftest import REPO
 from tests.gltf_check import assert_valid_glb
 
-
 DATA = REPO / "tests" / "data"
 
 
