@@ -13,16 +13,23 @@ JS = Path(__file__).resolve().parent / "js"
 INSTALL = "npm ci --prefix tests/js"
 
 
-def validate_glb(glb: bytes | Path) -> dict[str, Any]:
+def validate_glb(glb: bytes | str | Path) -> dict[str, Any]:
+    """The validator's JSON report for a GLB given as bytes or a path."""
     node = shutil.which("node")
-    assert node, f"node is not installed: install Node.js, then `{INSTALL}`"
-    assert (JS / "node_modules" / "gltf-validator").is_dir(), f"run `{INSTALL}` first"
+    if not node:
+        raise AssertionError(f"node is not installed: install Node.js 18+, then `{INSTALL}`")
+    if not (JS / "node_modules" / "gltf-validator").is_dir():
+        raise AssertionError(f"the glTF validator is not installed: run `{INSTALL}`")
     with tempfile.TemporaryDirectory() as tmp:
-        path = glb if isinstance(glb, Path) else Path(tmp) / "model.glb"
-        if not isinstance(glb, Path):
+        path = Path(tmp) / "model.glb"
+        if isinstance(glb, bytes):
             path.write_bytes(glb)
+        else:
+            path = Path(glb)
         out = subprocess.run([node, str(JS / "validate.mjs"), str(path)], capture_output=True,
-                             text=True, timeout=60, check=True)
+                             text=True, timeout=120)
+    if out.returncode != 0:
+        raise AssertionError(f"the glTF validator failed to run: {out.stderr[-2000:]}")
     return json.loads(out.stdout)
 
 
