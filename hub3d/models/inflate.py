@@ -102,9 +102,13 @@ def inflate_image(image: Image.Image, params: GenerateParams, mask: Image.Image 
     else:
         data = _glb(mesh, texture, colors, normals, params.with_texture)
         media, suffix = GLB, ".glb"
+    notes = list(fg.notes)
+    if params.remesh_option != "none":
+        notes.append(f"remesh_option={params.remesh_option} is not used by inflate: its mesh"
+                     " is already a regular grid (use vertex_count to change its density)")
     metadata = {
         "method": "silhouette inflation (classical, weight-free)",
-        "background_removal": fg.method, "notes": fg.notes, "mesh": _mesh_stats(mesh),
+        "background_removal": fg.method, "notes": notes, "mesh": _mesh_stats(mesh),
         "texture": {"size": list(texture.size)} if params.with_texture and suffix == ".glb"
         else None,
     }
