@@ -215,3 +215,12 @@ def test_resize_foreground_square_and_centred() -> None:
         assert abs((xs.min() + xs.max()) / 2 - canvas.width / 2) <= 1
     with pytest.raises(NoObjectDetected):
         resize_foreground(Image.new("RGBA", (20, 20)), 0.85)
+
+
+@pytest.mark.parametrize("fill", ["plain", "noise"])
+def test_nothing_to_find_is_no_object(fill: str) -> None:
+    rng = np.random.default_rng(0)
+    img = (Image.new("RGB", (120, 120), (128, 128, 128)) if fill == "plain" else
+           Image.fromarray(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)))
+    with pytest.raises(NoObjectDetected, match="no object detected in the image"):
+        extract_foreground(img)
