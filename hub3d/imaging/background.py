@@ -40,6 +40,11 @@ def rembg_model_path() -> Path:
     return Path(os.environ.get("U2NET_HOME", "~/.u2net")).expanduser() / "u2net.onnx"
 
 
+def _min_alpha(rgba: Image.Image) -> int:
+    low, _ = rgba.getchannel("A").getextrema()
+    return int(low)  # type: ignore[arg-type]  # one band: a (min, max) pair of ints
+
+
 def _with_alpha(rgb: Image.Image, mask: np.ndarray) -> Image.Image:
     rgba = rgb.convert("RGBA")
     rgba.putalpha(Image.fromarray(mask.astype(np.uint8)))
@@ -83,8 +88,8 @@ def _grabcut_mask(small: np.ndarray) -> np.ndarray:
     gc[:band], gc[-band:], gc[:, :band], gc[:, -band:] = (cv2.GC_BGD,) * 4
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means: same input, same mask
-    cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), gc, None, bgd, fgd, 3,
-                cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), gc, None,  # type: ignore[call-overload]
+                bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
     mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     return _largest_component(cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)))
 
@@ -132,7 +137,7 @@ def extract_foreground(image: Image.Image, mask: Image.Image | None = None) -> F
     if mask is not None:
         m = np.asarray(mask.convert("L").resize(rgb.size)) > 127
         fg = Foreground(_with_alpha(rgb, m * 255), "mask")
-    elif image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255:
+    elif image.mode == "RGBA" and _min_alpha(image) < 255:
         fg = Foreground(image, "alpha")
     else:
         cut = _rembg(rgb)

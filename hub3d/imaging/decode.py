@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from hub3d.errors import ImageTooLarge, InvalidInput, UnsupportedMedia
 from hub3d.jobs.files import temp_path_for
 
-__all__ = ["ACCEPTED_FORMATS", "DecodedImage", "decode_image", "save_png"]
+__all__ = ["ACCEPTED_FORMATS", "DecodedImage", "decode_image", "save_png", "storable_png"]
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO")
 MIN_SIDE = 8
@@ -89,8 +89,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
                             f" {max_bytes / 1e6:.0f} MB")
     img = _open(data, max_pixels)
     fmt, size, notes = img.format or "?", img.size, []
-    if getattr(img, "n_frames", 1) > 1:
-        notes.append(f"animated {fmt} with {img.n_frames} frames: used the first frame")
+    frames = int(getattr(img, "n_frames", 1))
+    if frames > 1:
+        notes.append(f"animated {fmt} with {frames} frames: used the first frame")
         img.seek(0)
     try:
         img.load()
@@ -100,6 +101,24 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidInput(f"the image is truncated or corrupt ({exc}); {_SEND}") from None
     return DecodedImage(_normalise(img), fmt, size, notes)
+
+
+def storable_png(data: bytes, *, max_bytes: int, max_pixels: int) -> bool:
+    """True when `data` is a complete single-frame RGB/RGBA PNG that can be stored as it is:
+    limits checked on the header and every chunk's CRC verified, without decoding a pixel
+    (the worker decodes it anyway). False: use decode_image. Raises like decode_image."""
+    if not data or len(data) > max_bytes or not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return False
+    img = _open(data, max_pixels)
+    if img.mode not in ("RGB", "RGBA") or getattr(img, "n_frames", 1) > 1:
+        return False
+    if img.getexif().get(0x0112, 1) != 1:
+        return False
+    try:
+        img.verify()
+    except Exception as exc:  # truncated, bad CRC, missing IEND: Pillow raises several types
+        raise InvalidInput(f"the image is truncated or corrupt ({exc}); {_SEND}") from None
+    return True
 
 
 def save_png(image: Image.Image, path: Path) -> None:

@@ -48,7 +48,8 @@ def _texture(canvas: Image.Image, side: int) -> Image.Image:
     alpha = canvas.getchannel("A")
     rgb = canvas.convert("RGB")
     mean = ImageStat.Stat(rgb, alpha.point(lambda a: 255 if a > 127 else 0)).mean
-    fill = tuple(int(c) for c in mean) if alpha.getextrema()[1] > 127 else (128, 128, 128)
+    has_object = np.asarray(alpha).max() > 127
+    fill = tuple(int(c) for c in mean) if has_object else (128, 128, 128)
     return Image.composite(rgb, Image.new("RGB", rgb.size, fill), alpha)
 
 
