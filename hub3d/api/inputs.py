@@ -16,8 +16,9 @@ from starlette.datastructures import UploadFile
 
 from hub3d.config import Settings
 from hub3d.errors import ImageTooLarge, InvalidInput, InvalidParams, UnsupportedMedia
-from hub3d.imaging.decode import decode_image, save_png
+from hub3d.imaging.decode import decode_image, save_png, storable_png
 from hub3d.imaging.fetch import fetch_image_url
+from hub3d.jobs.files import atomic_write_bytes
 from hub3d.models.base import GenerateParams
 from hub3d.workers.pool import WorkerPool
 
@@ -119,10 +120,13 @@ async def parse_generate_request(
 
 
 def _decode_and_save(data: bytes, path: Path, settings: Settings, *, mask: bool) -> None:
-    decoded = decode_image(data, max_bytes=int(settings.max_upload_mb * 1e6),
-                           max_pixels=settings.max_image_pixels)
-    image = decoded.image.convert("L") if mask else decoded.image
-    save_png(image, path)
+    limits = {"max_bytes": int(settings.max_upload_mb * 1e6),
+              "max_pixels": settings.max_image_pixels}
+    if not mask and storable_png(data, **limits):
+        atomic_write_bytes(path, data)  # a verified RGB(A) PNG: no decode or re-encode here
+        return
+    decoded = decode_image(data, **limits)
+    save_png(decoded.image.convert("L") if mask else decoded.image, path)
 
 
 async def write_job_inputs(parsed: ParsedRequest, job_dir: Path, settings: Settings) -> None:

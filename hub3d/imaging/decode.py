@@ -110,12 +110,12 @@ def storable_png(data: bytes, *, max_bytes: int, max_pixels: int) -> bool:
     if not data or len(data) > max_bytes or not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return False
     img = _open(data, max_pixels)
-    if img.mode not in ("RGB", "RGBA") or getattr(img, "n_frames", 1) > 1:
-        return False
-    if img.getexif().get(0x0112, 1) != 1:
-        return False
     try:
-        img.verify()
+        if img.mode not in ("RGB", "RGBA") or getattr(img, "n_frames", 1) > 1:
+            return False
+        if img.getexif().get(0x0112, 1) != 1:
+            return False
+        Image.open(io.BytesIO(data)).verify()  # on a fresh handle: verify() must come first
     except Exception as exc:  # truncated, bad CRC, missing IEND: Pillow raises several types
         raise InvalidInput(f"the image is truncated or corrupt ({exc}); {_SEND}") from None
     return True

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.errors import error_response
+from hub3d.api.files import send_file
 from hub3d.api.inputs import parse_generate_request, write_job_inputs
 from hub3d.api.schemas import GenerateRequest, JobAccepted, error_responses
 from hub3d.api.views import job_urls
@@ -81,8 +82,8 @@ async def generate_sync(request: Request, settings: SettingsDep, pool: PoolDep,
     headers = {"X-Job-Id": job.id}
     if job.status is JobStatus.COMPLETED and job.result:
         path = store.job_dir(job.id) / job.result
-        return FileResponse(path, media_type=job.media_type, headers=headers,
-                            filename=f"{job.id}{path.suffix}")
+        return await send_file(path, job.media_type or "application/octet-stream",
+                               filename=f"{job.id}{path.suffix}", headers=headers)
     status_url, _ = job_urls(settings.root_path, job.id)
     if not job.status.is_terminal():
         return error_response(504, "timeout", f"the job is still {job.status.value} after"

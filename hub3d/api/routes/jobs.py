@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from hub3d.api.deps import SchedulerDep, SettingsDep, StoreDep
+from hub3d.api.files import send_file
 from hub3d.api.schemas import JobView, error_responses
 from hub3d.api.views import job_view
 from hub3d.errors import JobNotFound, JobNotReady
@@ -45,25 +46,24 @@ def _completed_file(scheduler: Scheduler, store: JobStore, job_id: str, name: st
 
 @router.get("/{job_id}/download", responses={
     200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}}}, **_ERRORS})
-async def download(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> FileResponse:
+async def download(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Response:
     """The result file (GLB or PLY) of a completed job."""
     path = _completed_file(scheduler, store, job_id, None)
     media = scheduler.get(job_id).media_type or "application/octet-stream"
-    return FileResponse(path, media_type=media, filename=f"{job_id}{path.suffix}")
+    return await send_file(path, media, filename=f"{job_id}{path.suffix}")
 
 
 @router.get("/{job_id}/metadata", responses=_ERRORS)
-async def metadata(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> FileResponse:
+async def metadata(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Response:
     """metadata.json: params, per-stage timings, background removal path, mesh stats."""
     path = _completed_file(scheduler, store, job_id, "metadata.json")
-    return FileResponse(path, media_type="application/json")
+    return await send_file(path, "application/json")
 
 
 @router.get("/{job_id}/preview", responses={200: {"content": {"image/png": {}}}, **_ERRORS})
-async def preview(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> FileResponse:
+async def preview(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Response:
     """A small PNG thumbnail of the result."""
-    return FileResponse(_completed_file(scheduler, store, job_id, "preview.png"),
-                        media_type="image/png")
+    return await send_file(_completed_file(scheduler, store, job_id, "preview.png"), "image/png")
 
 
 def _event(job: Job, store: JobStore, root: str) -> str:
