@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -142,3 +143,17 @@ def test_expired_results_are_cleaned_up(start_server: Start, png_b64: str, tmp_p
     assert not (data / "jobs" / jid).exists()
     with sqlite3.connect(data / "jobs.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM jobs WHERE id = ?", (jid,)).fetchone()[0] == 0
+
+
+def test_worker_runs_under_the_configured_python(start_server: Start, png_b64: str,
+                                                 tmp_path: Path) -> None:
+    # A wrapper interpreter that leaves a mark: proves HUB3D_PYTHON_<NAME> is what gets spawned.
+    mark = tmp_path / "spawned-by-wrapper"
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\ntouch "{mark}"\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    srv = start_server("--models", TEST_MODELS, env={"HUB3D_PYTHON_SLOW": str(wrapper)})
+    assert wait_done(srv.url, submit(srv.url, png_b64))["status"] == "completed"
+    assert mark.exists()
+    slow = {m["name"]: m for m in requests.get(f"{srv.url}/models").json()}["slow"]
+    assert slow["state"] == "ready"

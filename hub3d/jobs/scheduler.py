@@ -92,7 +92,7 @@ class Scheduler:
         self.check_capacity()
         job.created_at = self.clock()
         self.store.insert(job)
-        log.info("job %s queued model=%s", job.id, job.model)
+        log.debug("job %s queued model=%s", job.id, job.model)
         self._wake.set()
         return job
 

@@ -84,7 +84,9 @@ class WorkerPool:
         except Exception as exc:  # a broken backend degrades health, never crashes the server
             self.models[name] = ModelEntry(name, spec, None, error=f"cannot import backend: {exc}")
             return
-        python = os.environ.get(cls.python_env_var) if cls.python_env_var else None
+        # HUB3D_PYTHON_<NAME> for any model, or the backend's own variable (HUB3D_SAM3D_PYTHON).
+        python = os.environ.get(f"HUB3D_PYTHON_{name.upper()}") or (
+            os.environ.get(cls.python_env_var) if cls.python_env_var else None)
         entry = ModelEntry(name, spec, cls, python=python)
         per_device = self.settings.max_concurrent
         entry.slots = [
