@@ -12,6 +12,8 @@ __all__ = ["build_parser", "main"]
 COMMAND_MODULES = [
     "hub3d.serve",
     "hub3d.weights",
+    "hub3d.doctor",
+    "hub3d.notebook.headless",
 ]
 
 
