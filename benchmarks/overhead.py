@@ -1,31 +1,39 @@
-"""Overhead of hub3d's full path over a direct call, side by side with a bare FastAPI route.
+"""Overhead of hub3d's full path over a direct call, side by side with LitServe and bare FastAPI.
 
 (a) direct: the inflate function in this process; (b) bare: the same function behind one FastAPI
-route; (c) hub3d: POST /generate/sync (HTTP + queue + worker process + job files + response).
+route; (c) LitServe: the same function as a LitAPI, one CPU worker process; (d) hub3d:
+POST /generate/sync (HTTP + queue + worker process + job files + response).
 Interleaved rounds, one run. Overhead = p50(path) − p50(direct).
 
-    python benchmarks/overhead.py [--requests 200] [--rounds 10] [--size 512]
+    python -m benchmarks.overhead [--requests 200] [--rounds 10] [--size 512]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import statistics
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import requests
 
 from benchmarks.common import free_port, pct, sample_png, save, start, stop, summary_ms, table
 from benchmarks.direct import infer
+from hub3d.imaging.decode import decode_image, save_png
 
 
-def _post(session: requests.Session, url: str, body: dict) -> float:
+def _post(session: requests.Session, url: str, body: dict, ids: list[str] | None = None) -> float:
     t0 = time.perf_counter()
     r = session.post(url, json=body, timeout=60)
     r.raise_for_status()
     assert r.content[:4] == b"glTF"
+    if ids is not None:
+        ids.append(r.headers["x-job-id"])
     return time.perf_counter() - t0
 
 
@@ -49,6 +57,30 @@ def health_while_busy(hub_url: str, body: dict, seconds: float = 10.0) -> dict[s
     return summary_ms(times)
 
 
+def stage_breakdown(hub_url: str, job_ids: list[str], e2e: list[float], png: bytes) -> dict:
+    """Where hub3d's time goes (means, ms): the worker's own stage timings from metadata.json,
+    the queue hop, the request-side decode + input.png write (timed here), and the rest
+    (HTTP in and out, worker IPC, store writes, the file response)."""
+    stages: dict[str, list[float]] = {}
+    with requests.Session() as s:
+        for jid in job_ids:
+            timings = s.get(f"{hub_url}/job/{jid}/metadata", timeout=10).json()["timings"]
+            for name, value in timings.items():
+                stages.setdefault(name, []).append(value * 1000)
+    out = {name: round(statistics.fmean(v), 2) for name, v in stages.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        for _ in range(10):
+            decoded = decode_image(png, max_bytes=25_000_000, max_pixels=40_000_000)
+            save_png(decoded.image, Path(tmp) / "input.png")
+        out["request decode + input.png write"] = round((time.perf_counter() - t0) * 100, 2)
+    out["client end-to-end"] = round(statistics.fmean(e2e) * 1000, 2)
+    accounted = out.get("total", 0.0) + out.get("queue_wait", 0.0) + out[
+        "request decode + input.png write"]
+    out["HTTP, IPC, store, response (rest)"] = round(out["client end-to-end"] - accounted, 2)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200)
@@ -58,57 +90,80 @@ def main() -> int:
 
     png = sample_png(args.size)
     body = {"image": base64.b64encode(png).decode()}
-    bare_port, hub_port = free_port(), free_port()
-    bare_url, hub_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{hub_port}"
-    import tempfile
+    bare_port, ls_port, hub_port = free_port(), free_port(), free_port()
+    urls = {"bare FastAPI": f"http://127.0.0.1:{bare_port}/infer",
+            "LitServe": f"http://127.0.0.1:{ls_port}/predict",
+            "hub3d": f"http://127.0.0.1:{hub_port}/generate/sync"}
+    hub_url = f"http://127.0.0.1:{hub_port}"
     data_dir = tempfile.mkdtemp(prefix="hub3d-bench-")
-    bare = start([sys.executable, "benchmarks/bare_app.py", str(bare_port)], bare_url,
-                 health="/docs")
-    hub = start([sys.executable, "-m", "hub3d", "serve", "--port", str(hub_port), "--models",
-                 "inflate", "--data-dir", data_dir, "--preload", "--max-queue-size", "1000"],
-                hub_url)
+    servers = [
+        start([sys.executable, "benchmarks/bare_app.py", str(bare_port)],
+              f"http://127.0.0.1:{bare_port}", health="/docs"),
+        start([sys.executable, "benchmarks/litserve_app.py", str(ls_port)],
+              f"http://127.0.0.1:{ls_port}"),
+        start([sys.executable, "-m", "hub3d", "serve", "--port", str(hub_port), "--models",
+               "inflate", "--data-dir", data_dir, "--preload", "--max-queue-size", "1000"],
+              hub_url),
+    ]
     out_size = len(infer(png))
-    times: dict[str, list[float]] = {"direct": [], "bare FastAPI": [], "hub3d": []}
+    times: dict[str, list[float]] = {"direct": [], **{name: [] for name in urls}}
+    hub_ids: list[str] = []
     try:
         with requests.Session() as s:
             for _ in range(5):  # warm-up: imports, first worker job, connection
                 infer(png)
-                _post(s, f"{bare_url}/infer", body)
-                _post(s, f"{hub_url}/generate/sync", body)
+                for url in urls.values():
+                    _post(s, url, body)
             per_round = max(1, args.requests // args.rounds)
             for _ in range(args.rounds):
                 for _ in range(per_round):
                     t0 = time.perf_counter()
                     infer(png)
                     times["direct"].append(time.perf_counter() - t0)
-                for _ in range(per_round):
-                    times["bare FastAPI"].append(_post(s, f"{bare_url}/infer", body))
-                for _ in range(per_round):
-                    times["hub3d"].append(_post(s, f"{hub_url}/generate/sync", body))
+                for name, url in urls.items():
+                    ids = hub_ids if name == "hub3d" else None
+                    times[name].extend(_post(s, url, body, ids) for _ in range(per_round))
+        stages = stage_breakdown(hub_url, hub_ids, times["hub3d"], png)
         health = health_while_busy(hub_url, body)
     finally:
-        stop(bare)
-        stop(hub)
+        for proc in servers:
+            stop(proc)
+    report(args, png, out_size, times, stages, health)
+    return 0
 
+
+def report(args: argparse.Namespace, png: bytes, out_size: int, times: dict[str, list[float]],
+           stages: dict[str, float], health: dict[str, float]) -> None:
     direct_p50 = pct(times["direct"], 50) * 1000
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}
     for name, values in times.items():
         row = {"path": name, **summary_ms(values)}
         row["overhead_p50_ms"] = round(row["p50"] - direct_p50, 2)
-        rows.append(row)
-    bare_over, hub_over = rows[1]["overhead_p50_ms"], rows[2]["overhead_p50_ms"]
-    ratio = round(hub_over / bare_over, 2) if bare_over > 0 else float("inf")
+        row["overhead_p95_ms"] = round(row["p95"] - pct(times["direct"], 95) * 1000, 2)
+        rows[name] = row
+    hub_over = rows["hub3d"]["overhead_p50_ms"]
+
+    def ratio(peer: str) -> float:
+        over = rows[peer]["overhead_p50_ms"]
+        return round(hub_over / over, 2) if over > 0 else float("inf")
+
+    ratios = {"hub3d/LitServe": ratio("LitServe"), "hub3d/bare FastAPI": ratio("bare FastAPI")}
     print(f"inflate at {args.size} px, {len(png) / 1e3:.0f} kB PNG in, {out_size / 1e6:.2f} MB GLB"
           f" out, {args.requests} requests per path, {args.rounds} interleaved rounds\n")
-    print(table(rows, ["path", "n", "p50", "p95", "p99", "mean", "overhead_p50_ms"]))
-    print(f"\nhub3d overhead / bare FastAPI overhead = {ratio}  (target <= 1.5)")
-    print(f"inflate direct p50 = {direct_p50:.1f} ms  (target <= 150)")
-    print(f"/health while a worker is busy: p50 {health['p50']} ms, p99 {health['p99']} ms"
+    print(table(list(rows.values()), ["path", "n", "p50", "p95", "p99", "mean",
+                                      "overhead_p50_ms", "overhead_p95_ms"]))
+    print(f"\nhub3d overhead / LitServe overhead = {ratios['hub3d/LitServe']}  (target <= 0.6)")
+    print(f"hub3d overhead / bare FastAPI overhead = {ratios['hub3d/bare FastAPI']}"
+          "  (target <= 1.5)")
+    print(f"inflate direct p50 = {direct_p50:.1f} ms")
+    print("\nhub3d stages (mean ms; worker stages from metadata.json):")
+    print(table([{"stage": k, "ms": v} for k, v in stages.items()], ["stage", "ms"]))
+    print(f"\n/health while a worker is busy: p50 {health['p50']} ms, p99 {health['p99']} ms"
           " (target p99 <= 20)")
-    path = save("overhead", {"size": args.size, "rows": rows, "ratio": ratio, "health": health,
-                             "png_bytes": len(png), "glb_bytes": out_size})
+    path = save("overhead", {"size": args.size, "rows": list(rows.values()), "ratios": ratios,
+                             "stages_ms": stages, "health": health, "png_bytes": len(png),
+                             "glb_bytes": out_size})
     print(f"\nwritten {path.relative_to(path.parents[2])}")
-    return 0
 
 
 if __name__ == "__main__":
