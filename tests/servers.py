@@ -42,6 +42,18 @@ def wait_healthy(url: str, deadline_s: float = 30.0, headers: dict[str, str] | N
     raise TimeoutError(f"server at {url} not healthy after {deadline_s} s: {last}")
 
 
+def wait_done(url: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll a job until it ends; its last view."""
+    end = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < end:
+        job = requests.get(f"{url}/job/{job_id}", timeout=5).json()
+        if job["status"] in ("completed", "failed", "canceled"):
+            return job
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout} s")
+
+
 @dataclass
 class ServerProcess:
     """`python -m hub3d serve …` in its own process group."""

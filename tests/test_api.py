@@ -14,7 +14,7 @@ import requests
 
 from tests.conftest import TEST_MODELS, make_png
 from tests.gltf_check import assert_valid_glb
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, wait_done
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +23,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(data, ["--models", TEST_MODELS, "--max-queue-size", "4"]).start()
     yield srv
     srv.stop()
-
-
-def wait_done(url: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = requests.get(f"{url}/job/{job_id}", timeout=5).json()
-        if job["status"] in ("completed", "failed", "canceled"):
-            return job
-        time.sleep(0.05)
-    raise TimeoutError(f"job {job_id} still {job['status']}")
 
 
 def assert_error(r: requests.Response, status: int, code: str, words: str) -> None:

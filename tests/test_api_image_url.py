@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from tests.conftest import TEST_MODELS, make_png
-from tests.servers import ServerProcess
-from tests.test_api import assert_error, wait_done
+from tests.servers import ServerProcess, wait_done
+from tests.test_api import assert_error
 
 PNG = make_png()
 

@@ -20,8 +20,7 @@ import pytest
 import requests
 import trimesh
 
-from tests.servers import ServerProcess
-from tests.test_api import wait_done
+from tests.servers import ServerProcess, wait_done
 
 SLOW = "slow=tests.backends.testing:SlowBackend"
 

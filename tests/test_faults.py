@@ -13,8 +13,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import TEST_MODELS
-from tests.servers import ServerProcess
-from tests.test_api import wait_done
+from tests.servers import ServerProcess, wait_done
 
 Start = Callable[..., ServerProcess]
 

@@ -18,8 +18,7 @@ import requests
 from PIL import Image
 
 from tests.conftest import make_png
-from tests.servers import ServerProcess
-from tests.test_api import wait_done
+from tests.servers import ServerProcess, wait_done
 
 SLOW = "slow=tests.backends.testing:SlowBackend"
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import ServerProcess
-from tests.test_api import wait_done
+from tests.servers import ServerProcess, wait_done
 
 SLOW = "slow=tests.backends.testing:SlowBackend"
 N = 200

@@ -27,7 +27,7 @@ from tests.test_sf3d_backend import (
     b64_png,
     make_checkpoint,
     submit,
-    wait_job,
+    wait_done,
     wait_model_state,
 )
 
@@ -131,7 +131,7 @@ def test_client_mask_becomes_the_alpha(server: ServerProcess, standin: Standin,
 
     mask = Image.new("L", (256, 256), 0)
     ImageDraw.Draw(mask).rectangle((50, 60, 149, 109), fill=255)  # 100 x 50 pixels
-    job = wait_job(server.url, submit(server.url, png_b64, "sam3d", mask=b64_png(mask)))
+    job = wait_done(server.url, submit(server.url, png_b64, "sam3d", mask=b64_png(mask)))
     assert job["status"] == "completed", job
     assert abs(standin.calls("run")[-1]["alpha_pixels"] - 5000) <= 500
 
@@ -151,7 +151,7 @@ def test_with_texture_when_both_import(start_server: Start, venvs: dict[str, Pat
                                        png_b64: str) -> None:
     env = sam3d_env(venvs["textures"], make_checkpoints(tmp_path / "ckpt"), standin)
     srv = start_server("--models", "sam3d", "--devices", "cpu", env=env)
-    job = wait_job(srv.url, submit(srv.url, png_b64, "sam3d", with_texture=True))
+    job = wait_done(srv.url, submit(srv.url, png_b64, "sam3d", with_texture=True))
     assert job["status"] == "completed", job
     run = standin.calls("run")[-1]
     assert (run["with_mesh_postprocess"], run["with_texture_baking"],
@@ -161,10 +161,10 @@ def test_with_texture_when_both_import(start_server: Start, venvs: dict[str, Pat
 def test_oom_and_no_mesh_fail_the_job(server: ServerProcess, standin: Standin,
                                       png_b64: str) -> None:
     standin.set_mode("oom")
-    job = wait_job(server.url, submit(server.url, png_b64, "sam3d"))
+    job = wait_done(server.url, submit(server.url, png_b64, "sam3d"))
     assert job["status"] == "failed" and "ran out of GPU memory" in job["error"], job
     standin.set_mode("empty")
-    job = wait_job(server.url, submit(server.url, png_b64, "sam3d"))
+    job = wait_done(server.url, submit(server.url, png_b64, "sam3d"))
     assert job["status"] == "failed" and "no object detected" in job["error"], job
     assert len({c["pid"] for c in standin.calls("run")}) == 2  # OOM restarted the worker
 
@@ -233,10 +233,10 @@ def test_vram_short_unloads_the_idle_lru_model_and_says_so(
     server = InProcessServer(settings, vram_probe=card, gpu_lister=lambda: gpus)
     card.app = server.app
     with server as srv:
-        assert wait_job(srv.url, submit(srv.url, png_b64, "sf3d"))["status"] == "completed"
+        assert wait_done(srv.url, submit(srv.url, png_b64, "sf3d"))["status"] == "completed"
         job_id = submit(srv.url, png_b64, "sam3d")
         messages = _event_messages(srv.url, job_id)
-        assert wait_job(srv.url, job_id)["status"] == "completed"
+        assert wait_done(srv.url, job_id)["status"] == "completed"
         unloads = [m for m in messages if "unloading idle model 'sf3d'" in m]
         assert unloads and "28.0 GB free, 32.0 GB needed" in unloads[0], messages
         models = {m["name"]: m for m in requests.get(f"{srv.url}/models", timeout=5).json()}

@@ -22,7 +22,7 @@ import requests
 import trimesh
 from PIL import Image
 
-from tests.servers import REPO, ServerProcess
+from tests.servers import REPO, ServerProcess, wait_done
 
 pytest.importorskip("hub3d.imaging.background")
 
@@ -57,16 +57,6 @@ def make_checkpoint(folder: Path) -> Path:
     (folder / "config.yaml").write_text("cond_image_size: 512\n")
     (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
     return folder
-
-
-def wait_job(url: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = requests.get(f"{url}/job/{job_id}", timeout=5).json()
-        if job["status"] in ("completed", "failed", "canceled"):
-            return job
-        time.sleep(0.05)
-    raise TimeoutError(f"job {job_id} did not finish")
 
 
 def submit(url: str, png_b64: str, model: str, **params: Any) -> str:
@@ -152,7 +142,7 @@ def test_empty_mesh_empty_mask_and_oom_fail_the_job(sf3d_server: ServerProcess,
                                                     standin: Standin, png_b64: str) -> None:
     url = sf3d_server.url
     standin.set_mode("empty")
-    job = wait_job(url, submit(url, png_b64, "sf3d"))
+    job = wait_done(url, submit(url, png_b64, "sf3d"))
     assert job["status"] == "failed" and "no object detected" in job["error"], job
 
     standin.set_mode("ok")
@@ -160,18 +150,18 @@ def test_empty_mesh_empty_mask_and_oom_fail_the_job(sf3d_server: ServerProcess,
     r = requests.post(f"{url}/generate", json={"image": png_b64, "model": "sf3d",
                                                "mask": black}, timeout=30)
     if r.status_code == 202:  # the background chain may refuse an empty mask itself (400)
-        job = wait_job(url, r.json()["job_id"])
+        job = wait_done(url, r.json()["job_id"])
         assert job["status"] == "failed" and "no object detected" in job["error"], job
     else:
         assert r.status_code in (400, 422), r.text
 
     first_pid = standin.calls("run_image")[-1]["pid"]
     standin.set_mode("oom")
-    job = wait_job(url, submit(url, png_b64, "sf3d"))
+    job = wait_done(url, submit(url, png_b64, "sf3d"))
     assert job["status"] == "failed", job
     assert "ran out of GPU memory" in job["error"] and "1.10 GiB is free" in job["error"]
     standin.set_mode("ok")
-    assert wait_job(url, submit(url, png_b64, "sf3d"))["status"] == "completed"
+    assert wait_done(url, submit(url, png_b64, "sf3d"))["status"] == "completed"
     assert standin.calls("run_image")[-1]["pid"] != first_pid  # OOM restarted the worker
 
 
@@ -249,7 +239,7 @@ def test_two_gpus_one_worker_each_jobs_run_side_by_side(
     standin.set_mode("sleep:1.5")
     with InProcessServer(settings, gpu_lister=lambda: cards, vram_probe=lambda d: 40.0) as srv:
         jobs = [submit(srv.url, png_b64, "sf3d") for _ in range(2)]
-        done = [wait_job(srv.url, j) for j in jobs]
+        done = [wait_done(srv.url, j) for j in jobs]
         assert [j["status"] for j in done] == ["completed", "completed"], done
         [model] = requests.get(f"{srv.url}/models", timeout=5).json()
         assert model["devices"] == ["cuda:0", "cuda:1"]

@@ -52,6 +52,17 @@ class JobInput:
     params: GenerateParams
     mask_path: Path | None = None  # mask.png (L), when the client sent one
 
+    def images(self) -> tuple[Any, Any]:
+        """(input image, mask or None) as PIL images, loaded into memory."""
+        from PIL import Image
+
+        with Image.open(self.image_path) as img:
+            image = img.copy()
+        if self.mask_path is None:
+            return image, None
+        with Image.open(self.mask_path) as m:
+            return image, m.convert("L")
+
 
 @dataclass
 class JobOutput:

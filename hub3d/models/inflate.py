@@ -127,12 +127,7 @@ class InflateBackend(Backend):
         self.device = device  # nothing to load: no weights
 
     def run(self, job: JobInput, report: StageReporter) -> JobOutput:
-        with Image.open(job.image_path) as img:
-            image = img.convert("RGBA") if img.mode == "RGBA" else img.convert("RGB")
-        mask = None
-        if job.mask_path is not None:
-            with Image.open(job.mask_path) as m:
-                mask = m.convert("L")
+        image, mask = job.images()  # input.png is RGB or RGBA: the control plane made sure
         result = inflate_image(image, job.params, mask, report)
         path = job.job_dir / f"result{result.suffix}"
         atomic_write_bytes(path, result.data)

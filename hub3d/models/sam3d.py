@@ -172,17 +172,11 @@ def _require_texture_here() -> None:
 def _masked_rgba(job: JobInput, spent: dict[str, float]) -> tuple[Any, str]:
     """HxWx4 uint8, alpha = the object mask (the client's, else the background chain's)."""
     import numpy as np
-    from PIL import Image
 
     from hub3d.imaging.background import extract_foreground
 
     started = time.perf_counter()
-    with Image.open(job.image_path) as img:
-        image = img.copy()
-    mask = None
-    if job.mask_path is not None:
-        with Image.open(job.mask_path) as m:
-            mask = m.convert("L")
+    image, mask = job.images()
     fg = extract_foreground(image, mask=mask)
     rgba = np.asarray(fg.rgba.convert("RGBA"), dtype=np.uint8).copy()
     spent["background"] = round(time.perf_counter() - started, 6)

@@ -180,17 +180,10 @@ class SF3DBackend(Backend):
         })
 
     def _foreground(self, job: JobInput, spent: dict[str, float], ratio: float) -> tuple[Any, str]:
-        from PIL import Image
-
         from hub3d.imaging.background import extract_foreground
 
         started = time.perf_counter()
-        with Image.open(job.image_path) as img:
-            image = img.copy()
-        mask = None
-        if job.mask_path is not None:
-            with Image.open(job.mask_path) as m:
-                mask = m.convert("L")
+        image, mask = job.images()
         fg = extract_foreground(image, mask=mask)
         spent["background"] = round(time.perf_counter() - started, 6)
         started = time.perf_counter()
