@@ -127,7 +127,8 @@ class Panel:
         s = self.handle.settings
         self.handle.stop()
         self.handle = start_server(
-            s.port, s.models, s.data_dir, s.api_key_value(), host=s.host, root_path=s.root_path,
+            s.port, s.models, s.data_dir, s.api_key_value(), host=s.host,
+            root_path=self.handle.root_path,
             max_queue_size=s.max_queue_size, max_concurrent=s.max_concurrent)
         return f"restarted at {time.strftime('%H:%M:%S')}"
 

@@ -49,6 +49,7 @@ class ServerHandle:
         self.started_at = time.time()
         self.port: int = settings.port
         self.url = f"http://127.0.0.1:{self.port}"
+        self.root_path: str = server.config.root_path
         self.api_key = settings.api_key_value()
 
     @property
@@ -73,6 +74,14 @@ class ServerHandle:
                 "models": list(self.settings.models), "data_dir": str(self.settings.data_dir),
                 "uptime_s": round(time.time() - self.started_at, 1) if state == "running" else 0,
                 "log_path": str(self.log_path)}
+
+    def problems(self) -> dict[str, str]:
+        """Models that cannot be served (unknown name, missing code or weights) and why."""
+        pool = getattr(self.app.state, "pool", None)
+        if pool is None:
+            return {}
+        described = {name: pool.describe(name) for name in pool.models}
+        return {n: d["error"] or d["state"] for n, d in described.items() if d["state"] == "failed"}
 
     def stop(self, timeout: float = 20.0) -> None:
         """Shut down uvicorn (the lifespan stops the scheduler and workers) and join."""
@@ -122,14 +131,15 @@ def start_server(port: int = 9299, models: str | list[str] = "inflate",
     if old is not None:  # the cell was run again: replace the server it started
         old.stop()
     cfg = Settings(port=port, models=models, data_dir=data_dir, api_key=api_key, host=host,
-                   root_path=root_path, **settings)
+                   **settings)
     sock = bind_socket(host, port)  # raises PortInUse now, not after a hang
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = cfg.data_dir / "logs" / f"server-{port}.log"
     handlers, lines = _attach_logs(log_path)
     server = uvicorn.Server(uvicorn.Config(
         create_app(cfg), host=host, port=port, loop="asyncio", log_config=None,
-        lifespan="on", access_log=False, timeout_graceful_shutdown=5))
+        lifespan="on", access_log=False, timeout_graceful_shutdown=5,
+        root_path=root_path))  # behind the hub proxy's prefix: /docs finds its openapi.json
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name=f"hub3d-server-{port}", daemon=True)
     handle = ServerHandle(cfg, server, thread, handlers, lines, log_path)
@@ -147,6 +157,8 @@ def start_server(port: int = 9299, models: str | list[str] = "inflate",
         _SERVERS[port] = handle
     logging.getLogger("hub3d").info("hub3d serving %s at %s (data dir %s)",
                                     ",".join(cfg.models), handle.url, cfg.data_dir)
+    for name, why in handle.problems().items():
+        logging.getLogger("hub3d").warning("model %s cannot be served: %s", name, why)
     return handle
 
 
