@@ -22,6 +22,7 @@ from hub3d.notebook.ports import port_holder, port_is_free
 __all__ = ["health", "register", "restart", "stop_run"]
 
 NOTEBOOK = "sf3d_api_server.ipynb"
+_HEARTBEAT = "hub3d running at"  # printed by hub3d.notebook.block
 
 
 def _state_dir(data_dir: Path) -> Path:
@@ -134,7 +135,8 @@ def restart(notebook: Path, params: dict[str, str], data_dir: Path, kernel: str 
                   f"healthy. Last lines of {log}:\n{_tail(log)}")
             return 1
         h = health(port)
-        if h and h.get("status") in ("healthy", "degraded"):
+        # healthy, and the notebook has reached its blocking cell (its first heartbeat line)
+        if h and h.get("status") in ("healthy", "degraded") and _HEARTBEAT in _tail(log, 400):
             print(f"hub3d {h['status']} at http://127.0.0.1:{port} (pid {proc.pid})")
             return 0
         time.sleep(0.5)
