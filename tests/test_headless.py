@@ -103,3 +103,11 @@ def test_restart_without_a_notebook_says_so(tmp_path: Path) -> None:
     out = hub3d(notebook_env(tmp_path), "restart", "--data-dir", str(tmp_path),
                 "--notebook", str(tmp_path / "missing.ipynb"))
     assert out.returncode == 2 and "not found" in out.stdout
+
+
+def test_watch_and_stop_without_a_run(tmp_path: Path) -> None:
+    env = notebook_env(tmp_path)
+    watch = hub3d(env, "watch", "--data-dir", str(tmp_path), "--interval", "0.1", timeout=30)
+    assert watch.returncode == 1 and "hub3d restart" in watch.stdout
+    stop = hub3d(env, "stop", "--data-dir", str(tmp_path), timeout=30)
+    assert stop.returncode == 0 and "no headless run recorded" in stop.stdout
