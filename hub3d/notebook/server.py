@@ -130,8 +130,8 @@ def start_server(port: int = 9299, models: str | list[str] = "inflate",
         old = _SERVERS.get(port)
     if old is not None:  # the cell was run again: replace the server it started
         old.stop()
-    cfg = Settings(port=port, models=models, data_dir=data_dir, api_key=api_key, host=host,
-                   **settings)
+    cfg = Settings.model_validate({"port": port, "models": models, "data_dir": data_dir,
+                                   "api_key": api_key, "host": host, **settings})
     sock = bind_socket(host, port)  # raises PortInUse now, not after a hang
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = cfg.data_dir / "logs" / f"server-{port}.log"
