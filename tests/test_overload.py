@@ -3,6 +3,8 @@ Retry-After, every accepted job completes, and the counts add up exactly."""
 
 from __future__ import annotations
 
+import base64
+import os
 import sqlite3
 import threading
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import make_png
 from tests.servers import ServerProcess, wait_done
 
 SLOW = "slow=tests.backends.testing:SlowBackend"
@@ -106,3 +109,40 @@ def test_burst_while_the_queue_drains_adds_up(server: ServerProcess, png_b64: st
     assert counted and float(counted[0][len(line):]) == after["completed"], counted
     assert requests.get(f"{server.url}/health").json()["status"] == "healthy"
 
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(4 * 3600)
+def test_soak_inflate_jobs_none_lost_rss_flat(tmp_path: Path) -> None:
+    """SOAK_JOBS (default 10,000) inflate jobs; opt-in: pytest -m soak."""
+    import psutil
+
+    total = int(os.environ.get("SOAK_JOBS", "10000"))
+    srv = ServerProcess(tmp_path / "data", ["--models", "inflate", "--preload",
+                                            "--max-queue-size", "200"]).start()
+    body = {"image": base64.b64encode(make_png(512)).decode()}
+    rss: list[tuple[int, float, float]] = []
+    try:
+        done = 0
+        while done < total:
+            n = min(50, total - done)
+            ids = [requests.post(f"{srv.url}/generate", json=body, timeout=60).json()["job_id"]
+                   for _ in range(n)]
+            for jid in ids:
+                assert wait_done(srv.url, jid, timeout=600)["status"] == "completed", jid
+            done += n
+            if done % 500 == 0 or done == total:
+                workers = requests.get(f"{srv.url}/models").json()[0]["workers"]
+                worker_rss = sum(psutil.Process(w["pid"]).memory_info().rss
+                                 for w in workers if w.get("pid"))
+                assert srv.proc is not None
+                rss.append((done, psutil.Process(srv.proc.pid).memory_info().rss / 2**20,
+                            worker_rss / 2**20))
+        rows = job_rows(srv.data_dir)
+        assert rows["completed"] == total and sum(rows.values()) == total, rows
+    finally:
+        srv.stop()
+    print("\nsoak RSS (jobs, server MB, workers MB):", rss)
+    if len(rss) >= 3:  # from the first sample after warm-up to the last
+        assert rss[-1][1] - rss[1][1] <= 10, rss
+        assert rss[-1][2] - rss[1][2] <= 10, rss
