@@ -146,3 +146,34 @@ def test_soak_inflate_jobs_none_lost_rss_flat(tmp_path: Path) -> None:
     if len(rss) >= 3:  # from the first sample after warm-up to the last
         assert rss[-1][1] - rss[1][1] <= 10, rss
         assert rss[-1][2] - rss[1][2] <= 10, rss
+
+
+def test_kill_9_server_with_20_queued_then_restart(tmp_path: Path, png_b64: str) -> None:
+    """kill -9 of the whole process group (server + workers) with a job running and 20 queued;
+    a restart on the same data dir finishes every one, each with a whole GLB."""
+    data = tmp_path / "data"
+    args = ["--models", SLOW, "--max-queue-size", "30"]
+    srv = ServerProcess(data, args).start()
+    try:
+        body = {"image": png_b64, "model": "slow"}
+        running = requests.post(f"{srv.url}/generate", json={**body, "sleep_s": 3}).json()
+        end = time.monotonic() + 30
+        while requests.get(f"{srv.url}/job/{running['job_id']}").json()["stage"] != "inference":
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        queued = [requests.post(f"{srv.url}/generate", json=body).json()["job_id"]
+                  for _ in range(20)]
+        assert job_rows(data) == Counter({"queued": 20, "processing": 1})
+    finally:
+        srv.kill()
+    srv = ServerProcess(data, args).start()
+    try:
+        for jid in [running["job_id"], *queued]:
+            job = wait_done(srv.url, jid, timeout=120)
+            assert job["status"] == "completed", job
+            glb = requests.get(f"{srv.url}/job/{jid}/download").content
+            assert glb[:4] == b"glTF" and int.from_bytes(glb[8:12], "little") == len(glb)
+        assert job_rows(data) == Counter({"completed": 21})
+        assert not list((data / "jobs").rglob(".*.tmp")), "temporary files left behind"
+    finally:
+        srv.stop()
