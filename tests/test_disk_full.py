@@ -105,8 +105,6 @@ def test_space_comes_back_and_the_server_recovers(server: ServerProcess, small_d
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
-@pytest.mark.xfail(strict=True, reason="a submission on a full disk answers 500 internal_error"
-                   " (OSError from the input write); wanted: 507 with a clear message")
 def test_submit_on_a_full_disk_is_refused_with_a_clear_error(
         server: ServerProcess, small_disk: Path, png_b64: str) -> None:
     with disk_filled(small_disk):
@@ -118,8 +116,6 @@ def test_submit_on_a_full_disk_is_refused_with_a_clear_error(
         assert sorted(p.name for p in (small_disk / "jobs").iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="when SQLite cannot record the end of a job (disk full),"
-                   " the scheduler task dies and the job stays 'processing' for good")
 def test_job_running_when_the_disk_fills_fails_with_a_reason(
         server: ServerProcess, small_disk: Path, png_b64: str) -> None:
     r = submit(server.url, png_b64, sleep_s=1.5)

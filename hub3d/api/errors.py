@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub3d.errors import Hub3DError, QueueFull
+from hub3d.jobs.files import disk_full
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -51,6 +52,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if disk_full(exc):
+            log.error("data dir is full: %s", exc)
+            return error_response(507, "insufficient_storage", "the server's data dir has no"
+                                  " space left; free some (or lower HUB3D_RESULT_TTL_HOURS) and"
+                                  " retry", {"Retry-After": "60"})
         log.exception("unhandled error")
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__});"
                               " the server log has the details")

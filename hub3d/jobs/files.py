@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "temp_path_for"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "disk_full", "temp_path_for"]
 
 
 def temp_path_for(path: Path) -> Path:
@@ -31,3 +33,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, json.dumps(payload, indent=2, default=str).encode())
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True for 'no space left' from the filesystem or from SQLite."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)

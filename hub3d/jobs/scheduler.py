@@ -8,12 +8,13 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from hub3d import __version__
 from hub3d.config import Settings
 from hub3d.errors import JobNotFound, JobNotReady, QueueFull
-from hub3d.jobs.files import atomic_write_json
+from hub3d.jobs.files import atomic_write_json, disk_full
 from hub3d.jobs.models import Job, JobStatus
 from hub3d.jobs.store import JobStore
 from hub3d.workers.pool import Slot, WorkerPool
@@ -189,6 +190,14 @@ class Scheduler:
         return report
 
     async def _execute(self, job_id: str, slot: Slot) -> None:
+        try:
+            await self._record_end(job_id, await self._outcome(job_id, slot))
+        finally:
+            self.pool.release(slot)
+            self._wake.set()
+
+    async def _outcome(self, job_id: str, slot: Slot) -> Callable[[], object]:
+        """Run the job on its slot; returns the call that records how it ended."""
         job = self.get(job_id)
         report = self._on_stage(job_id)
         try:
@@ -196,25 +205,41 @@ class Scheduler:
                 report("loading_model", f"loading {job.model} on {slot.device}")
             await self.pool.ensure_started(slot, report)
             if self.get(job_id).status is not JobStatus.PROCESSING:
-                return  # canceled while the model loaded
+                return lambda: None  # canceled while the model loaded
             request = {"job_id": job.id, "job_dir": str(self.store.job_dir(job.id)),
                        "params": job.params, "has_mask": job.has_mask}
             msg = await self.pool.run(slot, request, report)
         except ModelLoadFailed as exc:
-            self._fail_if_running(job_id, f"model '{job.model}' failed to load: {exc}")
+            return partial(self._fail_if_running, job_id,
+                           f"model '{job.model}' failed to load: {exc}")
         except WorkerDied as exc:
-            self._fail_if_running(job_id, str(exc))
+            return partial(self._fail_if_running, job_id, str(exc))
         except Exception as exc:  # never leave a job in "processing"
-            log.exception("job %s: unexpected scheduler error", job_id)
-            self._fail_if_running(job_id, f"internal error: {type(exc).__name__}: {exc}")
-        else:
-            if msg["type"] == "done":
-                self._complete(job_id, slot, msg)
+            if disk_full(exc):
+                reason = (f"the data dir ran out of space while the job ran ({exc}); free some"
+                          " space and submit again")
             else:
-                self._fail_if_running(job_id, msg.get("error") or "the model failed")
-        finally:
-            self.pool.release(slot)
-            self._wake.set()
+                log.exception("job %s: unexpected scheduler error", job_id)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+            return partial(self._fail_if_running, job_id, reason)
+        if msg["type"] == "done":
+            return partial(self._complete, job_id, slot, msg)
+        return partial(self._fail_if_running, job_id, msg.get("error") or "the model failed")
+
+    async def _record_end(self, job_id: str, end: Callable[[], object]) -> None:
+        """Record how a job ended; on a full disk keep trying until space comes back, so a
+        job never stays 'processing' while the server runs."""
+        delay = 0.5
+        while True:
+            try:
+                end()
+                return
+            except Exception as exc:
+                if not disk_full(exc):
+                    raise
+                log.error("job %s: cannot record its end, disk full (%s); retrying", job_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     def _fail_if_running(self, job_id: str, error: str) -> None:
         job = self.get(job_id)
