@@ -113,7 +113,7 @@ def storable_png(data: bytes, *, max_bytes: int, max_pixels: int) -> bool:
     try:
         if img.mode not in ("RGB", "RGBA") or getattr(img, "n_frames", 1) > 1:
             return False
-        if img.getexif().get(0x0112, 1) != 1:
+        if b"eXIf" in data:  # EXIF (maybe an orientation) lives after the pixels: decode it
             return False
         Image.open(io.BytesIO(data)).verify()  # on a fresh handle: verify() must come first
     except Exception as exc:  # truncated, bad CRC, missing IEND: Pillow raises several types
