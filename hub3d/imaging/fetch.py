@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from hub3d.errors import ImageTooLarge, InvalidInput
@@ -154,12 +155,16 @@ def _read_capped(resp: requests.Response, max_bytes: int, deadline: float,
     too_slow = InvalidInput(f"image_url took longer than {timeout_s:g} s")
     timer = _cut_at_deadline(resp, deadline - time.monotonic())
     try:
-        for chunk in resp.iter_content(_CHUNK):
+        # read1 returns whatever has arrived, so a trickled body meets the deadline check
+        # after every few bytes instead of only when a 64 kB chunk fills up.
+        while chunk := resp.raw.read1(_CHUNK, decode_content=True):
             size += len(chunk)
             if size > max_bytes:
                 raise ImageTooLarge(f"image_url body is over the {max_bytes / 1e6:g} MB limit")
+            if time.monotonic() >= deadline:
+                raise too_slow
             chunks.append(chunk)
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         if time.monotonic() >= deadline:
             raise too_slow from None
         raise InvalidInput(f"could not read image_url: {exc}") from None
