@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.common import REPO, free_port, save, table
+from benchmarks.common import REPO, free_port, save, stop, table
 
 _IN_KERNEL = """
 import sys, time
@@ -53,12 +52,7 @@ def _timed(cmd: list[str], port: int, deadline: float) -> float:
     try:
         return _until_healthy(f"http://127.0.0.1:{port}", proc, t0, deadline)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
 
 
 def start_server_cmd(port: int, data: Path, models: str) -> list[str]:
