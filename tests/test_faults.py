@@ -52,6 +52,19 @@ def test_kill_9_worker_fails_its_job_and_next_job_succeeds(start_server: Start,
     assert requests.get(f"{srv.url}/health").json()["status"] == "healthy"
 
 
+def test_a_failing_after_step_keeps_the_job_and_the_worker(start_server: Start,
+                                                           png_b64: str) -> None:
+    """Work done after `done` (a preview) is optional: its failure is logged, nothing else."""
+    srv = start_server("--models", TEST_MODELS)
+    first = wait_done(srv.url, submit(srv.url, png_b64, fail="after"))
+    assert first["status"] == "completed", first
+    pid = worker_pid(srv.url)
+    assert wait_done(srv.url, submit(srv.url, png_b64))["status"] == "completed"
+    assert worker_pid(srv.url) == pid  # the same worker ran the next job
+    glb = requests.get(f"{srv.url}/job/{first['job_id']}/download").content
+    assert glb[:4] == b"glTF"
+
+
 def test_segfault_exit_and_oom_each_fail_with_a_reason(start_server: Start, png_b64: str) -> None:
     srv = start_server("--models", TEST_MODELS)
     seg = wait_done(srv.url, submit(srv.url, png_b64, fail="segfault"))

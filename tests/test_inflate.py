@@ -84,7 +84,7 @@ def test_textured_glb_is_valid_closed_and_unit_sized(make: Callable[[], Image.Im
     meta = result.metadata
     assert meta["mesh"]["watertight"] and meta["mesh"]["faces"] == len(mesh.faces)
     assert meta["texture"]["size"] == list(mesh.visual.material.baseColorTexture.size)
-    assert result.preview.size == (256, 256)
+    assert result.preview().size == (256, 256)
 
 
 def test_shirt_is_upright_and_textured_from_the_photo() -> None:
@@ -181,6 +181,9 @@ def test_backend_run_writes_result_and_preview(tmp_path: Path) -> None:
     assert out.result_path == tmp_path / "result.glb" and out.media_type == "model/gltf-binary"
     assert_valid_glb(out.result_path)
     assert out.metadata["background_removal"] == "mask"
+    assert not (tmp_path / "preview.png").exists()  # written after the job is reported done
+    assert out.after is not None
+    out.after()
     with Image.open(tmp_path / "preview.png") as preview:
         assert max(preview.size) <= 256
     assert sorted(p.name for p in tmp_path.iterdir()) == [

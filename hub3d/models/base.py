@@ -71,6 +71,9 @@ class JobOutput:
     result_path: Path
     media_type: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Extra files no client waits for (a preview): written after the job is reported done, so
+    # they add nothing to its latency.
+    after: Callable[[], None] | None = None
 
 
 class Backend:
@@ -84,6 +87,8 @@ class Backend:
     vram_gb: ClassVar[float] = 0.0
     # Env var naming the Python executable for this model's workers (own env, own CUDA stack).
     python_env_var: ClassVar[str | None] = None
+    # True when `run` leaves a preview.png (possibly from `JobOutput.after`).
+    writes_preview: ClassVar[bool] = False
 
     @classmethod
     def check_request(cls, params: GenerateParams) -> None:

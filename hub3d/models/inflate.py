@@ -35,8 +35,14 @@ class InflateResult:
     data: bytes
     media_type: str
     suffix: str
-    preview: Image.Image
     metadata: dict[str, Any] = field(default_factory=dict)
+    _shaded: tuple[InflatedMesh, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def preview(self, side: int = PREVIEW_SIDE) -> Image.Image:
+        """The front thumbnail; rendered on demand, as no client waits for it."""
+        assert self._shaded is not None
+        mesh, colors, normals = self._shaded
+        return render_front(mesh.vertices, mesh.faces, colors, side, normals)
 
 
 def _texture(canvas: Image.Image, side: int) -> Image.Image:
@@ -113,8 +119,7 @@ def inflate_image(image: Image.Image, params: GenerateParams, mask: Image.Image 
         "texture": {"size": list(texture.size)} if params.with_texture and suffix == ".glb"
         else None,
     }
-    preview = render_front(mesh.vertices, mesh.faces, colors, PREVIEW_SIDE, normals)
-    return InflateResult(data, media, suffix, preview, metadata)
+    return InflateResult(data, media, suffix, metadata, (mesh, colors, normals))
 
 
 class InflateBackend(Backend):
@@ -122,6 +127,7 @@ class InflateBackend(Backend):
     description = ("Weight-free classical silhouette inflation (CPU): a rounded, closed mesh of"
                    " the object's outline, textured with the photo. Not a learned model.")
     params_model: ClassVar[type[GenerateParams]] = GenerateParams
+    writes_preview = True
 
     def load(self, device: str) -> None:
         self.device = device  # nothing to load: no weights
@@ -131,7 +137,10 @@ class InflateBackend(Backend):
         result = inflate_image(image, job.params, mask, report)
         path = job.job_dir / f"result{result.suffix}"
         atomic_write_bytes(path, result.data)
-        buf = io.BytesIO()
-        result.preview.save(buf, format="PNG", compress_level=1)
-        atomic_write_bytes(job.job_dir / "preview.png", buf.getvalue())
-        return JobOutput(path, result.media_type, result.metadata)
+
+        def write_preview() -> None:
+            buf = io.BytesIO()
+            result.preview().save(buf, format="PNG", compress_level=1)
+            atomic_write_bytes(job.job_dir / "preview.png", buf.getvalue())
+
+        return JobOutput(path, result.media_type, result.metadata, after=write_preview)

@@ -78,6 +78,11 @@ def _run_job(backend: Backend, cls: type[Backend], msg: dict[str, Any], send: An
     timings["total"] = round(time.perf_counter() - started, 6)
     send({"type": "done", "job_id": job_id, "result": out.result_path.name,
           "media_type": out.media_type, "metadata": out.metadata, "timings": timings})
+    if out.after is not None:
+        try:
+            out.after()
+        except Exception:  # an extra file is optional: log it, keep the job and the worker
+            traceback.print_exc()
     return True
 
 

@@ -20,7 +20,7 @@ from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, Stag
 
 class SlowParams(GenerateParams):
     sleep_s: float = 0.0
-    fail: Literal["none", "error", "bug", "segfault", "exit", "oom", "kill"] = "none"
+    fail: Literal["none", "error", "bug", "segfault", "exit", "oom", "kill", "after"] = "none"
 
 
 class SlowBackend(Backend):
@@ -55,8 +55,12 @@ class SlowBackend(Backend):
         report("exporting")
         path = job.job_dir / "result.glb"
         atomic_write_bytes(path, trimesh.creation.box().export(file_type="glb"))
-        return JobOutput(path, "model/gltf-binary",
-                         {"worker_pid": self.pid, "device": self.device})
+
+        def broken_extra() -> None:
+            raise OSError("the extra file could not be written (test)")
+
+        return JobOutput(path, "model/gltf-binary", {"worker_pid": self.pid, "device": self.device},
+                         after=broken_extra if params.fail == "after" else None)
 
 
 class BrokenLoadBackend(SlowBackend):

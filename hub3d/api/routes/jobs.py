@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from hub3d.api.deps import SchedulerDep, SettingsDep, StoreDep
+from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.files import send_file
 from hub3d.api.schemas import JobView, error_responses
 from hub3d.api.views import job_view
-from hub3d.errors import JobNotFound, JobNotReady
+from hub3d.errors import Hub3DError, JobNotFound, JobNotReady
 from hub3d.jobs.models import Job, JobStatus
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
+from hub3d.workers.pool import WorkerPool
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/job", tags=["jobs"])
 _ERRORS = error_responses(401, 404, 409)
 _KEEPALIVE_S = 15.0
+_PREVIEW_WAIT_S = 5.0
 
 
 @router.get("/{job_id}", response_model=JobView, responses=_ERRORS)
@@ -61,9 +64,24 @@ async def metadata(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Res
 
 
 @router.get("/{job_id}/preview", responses={200: {"content": {"image/png": {}}}, **_ERRORS})
-async def preview(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Response:
+async def preview(job_id: str, scheduler: SchedulerDep, store: StoreDep,
+                  pool: PoolDep) -> Response:
     """A small PNG thumbnail of the result."""
+    job = scheduler.get(job_id)
+    path = store.job_dir(job_id) / "preview.png"
+    if job.status is JobStatus.COMPLETED and _renders_preview(pool, job.model):
+        # The worker writes it just after reporting the job done: wait a moment for it.
+        end = time.monotonic() + _PREVIEW_WAIT_S
+        while not path.is_file() and time.monotonic() < end:
+            await asyncio.sleep(0.05)
     return await send_file(_completed_file(scheduler, store, job_id, "preview.png"), "image/png")
+
+
+def _renders_preview(pool: WorkerPool, model: str) -> bool:
+    try:
+        return pool.backend(model).writes_preview
+    except Hub3DError:  # the model is no longer served: whatever is on disk is all there is
+        return False
 
 
 def _event(job: Job, store: JobStore, root: str) -> str:
