@@ -3,6 +3,7 @@ scheduler; the lifespan starts and stops them."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from fastapi import Depends, FastAPI
 from hub3d import __version__
 from hub3d.api.auth import require_api_key
 from hub3d.api.errors import install_error_handlers
+from hub3d.api.inputs import preload_imaging
 from hub3d.api.routes import generate, jobs, metrics, status
 from hub3d.config import Settings
 from hub3d.gpu import GPU, free_vram_gb, query_gpus
@@ -37,6 +39,7 @@ def create_app(
         scheduler.on_finished.append(app.state.metrics.job_finished)
         app.state.store, app.state.pool, app.state.scheduler = store, pool, scheduler
         await scheduler.start()
+        threading.Thread(target=preload_imaging, name="hub3d-preload", daemon=True).start()
         try:
             yield
         finally:

@@ -16,13 +16,11 @@ from starlette.datastructures import UploadFile
 
 from hub3d.config import Settings
 from hub3d.errors import ImageTooLarge, InvalidInput, InvalidParams, UnsupportedMedia
-from hub3d.imaging.decode import decode_image, save_png, storable_png
-from hub3d.imaging.fetch import fetch_image_url
 from hub3d.jobs.files import atomic_write_bytes
 from hub3d.models.base import GenerateParams
 from hub3d.workers.pool import WorkerPool
 
-__all__ = ["ParsedRequest", "parse_generate_request", "write_job_inputs"]
+__all__ = ["ParsedRequest", "parse_generate_request", "preload_imaging", "write_job_inputs"]
 
 _RESERVED = ("image", "image_url", "model", "mask")
 
@@ -120,6 +118,10 @@ async def parse_generate_request(
 
 
 def _decode_and_save(data: bytes, path: Path, settings: Settings, *, mask: bool) -> None:
+    # Imaging (Pillow, numpy) and fetching (requests) load on first use, or from the warm-up
+    # thread the app starts: the server answers /health sooner after a cold start.
+    from hub3d.imaging.decode import decode_image, save_png, storable_png
+
     limits = {"max_bytes": int(settings.max_upload_mb * 1e6),
               "max_pixels": settings.max_image_pixels}
     if not mask and storable_png(data, **limits):
@@ -135,6 +137,8 @@ async def write_job_inputs(parsed: ParsedRequest, job_dir: Path, settings: Setti
         data = parsed.image
     else:
         assert parsed.image_url is not None
+        from hub3d.imaging.fetch import fetch_image_url
+
         data = await run_in_threadpool(
             fetch_image_url, parsed.image_url, max_bytes=int(settings.max_upload_mb * 1e6),
             timeout_s=settings.url_timeout_s, allow_private=settings.allow_private_urls)
@@ -143,3 +147,9 @@ async def write_job_inputs(parsed: ParsedRequest, job_dir: Path, settings: Setti
     if parsed.mask is not None:
         await run_in_threadpool(_decode_and_save, parsed.mask, job_dir / "mask.png", settings,
                                 mask=True)
+
+
+def preload_imaging() -> None:
+    """Import what the first upload needs; run in a thread once the server is up."""
+    import hub3d.imaging.decode
+    import hub3d.imaging.fetch  # noqa: F401

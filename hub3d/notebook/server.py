@@ -152,7 +152,7 @@ def start_server(port: int = 9299, models: str | list[str] = "inflate",
             sock.close()
             tail = "\n".join(lines) or "(no log lines)"
             raise RuntimeError(f"hub3d server on port {port} {why}. Log {log_path}:\n{tail}")
-        time.sleep(0.05)
+        time.sleep(0.01)
     with _LOCK:
         _SERVERS[port] = handle
     logging.getLogger("hub3d").info("hub3d serving %s at %s (data dir %s)",
