@@ -50,6 +50,8 @@ def test_seed_async_flow(server: ServerProcess, png_b64: str) -> None:
     assert_valid_glb(glb.content)
     meta = requests.get(f"{server.url}/job/{body['job_id']}/metadata").json()
     assert meta["params"]["seed"] == 42 and "inference" in meta["timings"]
+    assert 0 < meta["timings"]["intake"] < 5  # the control plane's part: read, check, write
+    assert job["timings"] == meta["timings"]
     assert meta["background_removal"] in ("alpha", "mask", "rembg", "border_color", "grabcut")
     preview = requests.get(f"{server.url}/job/{body['job_id']}/preview")
     assert preview.status_code == 200 and preview.content[:8] == b"\x89PNG\r\n\x1a\n"

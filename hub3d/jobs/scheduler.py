@@ -251,7 +251,7 @@ class Scheduler:
         if job.status is not JobStatus.PROCESSING:
             return  # canceled meanwhile: keep it canceled
         now = self.clock()
-        timings = dict(msg.get("timings") or {})
+        timings = {**job.timings, **(msg.get("timings") or {})}  # intake (control plane) first
         timings["queue_wait"] = round((job.started_at or now) - job.created_at, 6)
         metadata = {
             "job_id": job.id, "model": job.model, "device": slot.device, "params": job.params,

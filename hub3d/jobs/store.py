@@ -83,10 +83,10 @@ class JobStore:
     def insert(self, job: Job) -> Job:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO jobs (id, model, params, status, message, created_at, has_mask)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, model, params, status, message, created_at, has_mask,"
+                " timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (job.id, job.model, json.dumps(job.params), job.status.value, job.message,
-                 job.created_at, int(job.has_mask)),
+                 job.created_at, int(job.has_mask), json.dumps(job.timings)),
             )
         job.seq = int(cur.lastrowid or 0)
         return job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -43,6 +44,7 @@ _ERRORS = error_responses(400, 401, 404, 413, 415, 422, 429, 503)
 
 async def _submit(request: Request, settings: SettingsDep, pool: PoolDep,
                   scheduler: Scheduler, store: JobStore) -> Job:
+    started = time.perf_counter()
     scheduler.check_capacity()  # refuse early, before reading a large body
     parsed = await parse_generate_request(request, settings, pool)
     pool.check_available(parsed.model)
@@ -51,6 +53,8 @@ async def _submit(request: Request, settings: SettingsDep, pool: PoolDep,
     job_dir = store.job_dir(job.id)
     try:
         await write_job_inputs(parsed, job_dir, settings)
+        # intake: reading, checking and writing the upload, up to the queue
+        job.timings = {"intake": round(time.perf_counter() - started, 6)}
         return scheduler.enqueue(job)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)  # a refused job leaves nothing behind
