@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from hub3d.config import Settings
 from hub3d.errors import ImageTooLarge, InvalidInput, InvalidParams, UnsupportedMedia
 from hub3d.jobs.files import atomic_write_bytes
-from hub3d.models.base import GenerateParams
+from hub3d.models.base import Backend, GenerateParams
 from hub3d.workers.pool import WorkerPool
 
 __all__ = ["ParsedRequest", "parse_generate_request", "preload_imaging", "write_job_inputs"]
@@ -113,8 +113,14 @@ async def parse_generate_request(
             f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidParams(f"invalid parameters for model '{model}': {details}") from None
-    await run_in_threadpool(backend.check_request, params)  # may probe another Python env
+    if _overrides_check(backend):
+        await run_in_threadpool(backend.check_request, params)  # may probe another Python env
     return ParsedRequest(model, params, image, url, fields.get("mask"))
+
+
+def _overrides_check(backend: type[Backend]) -> bool:
+    """The default check does nothing: no thread hop for it on the request path."""
+    return any("check_request" in vars(cls) for cls in backend.__mro__ if cls is not Backend)
 
 
 def _decode_and_save(data: bytes, path: Path, settings: Settings, *, mask: bool) -> None:
