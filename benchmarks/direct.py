@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from hub3d.imaging.decode import decode_image
 from hub3d.models.base import GenerateParams
-from hub3d.models.inflate import inflate_image
+from hub3d.models.inflation import inflate_image
 
 __all__ = ["infer"]
 

@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw
 
 from hub3d.errors import NoObjectDetected
 from hub3d.models.base import GenerateParams, JobInput
-from hub3d.models.inflate import InflateBackend, inflate_image
+from hub3d.models.inflate import InflateBackend
+from hub3d.models.inflation import inflate_image
 from tests.conftest import REPO
 from tests.gltf_check import assert_valid_glb
 
