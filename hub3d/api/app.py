@@ -22,6 +22,8 @@ from hub3d.workers.pool import WorkerPool
 
 __all__ = ["create_app"]
 
+_WARM_AFTER_S = 0.5
+
 
 def create_app(
     settings: Settings,
@@ -39,10 +41,15 @@ def create_app(
         scheduler.on_finished.append(app.state.metrics.job_finished)
         app.state.store, app.state.pool, app.state.scheduler = store, pool, scheduler
         await scheduler.start()
-        threading.Thread(target=preload_imaging, name="hub3d-preload", daemon=True).start()
+        # Warm the upload path a moment after startup, not during it: importing it competes
+        # with the first /health for the GIL.
+        warm = threading.Timer(_WARM_AFTER_S, preload_imaging)
+        warm.daemon = True
+        warm.start()
         try:
             yield
         finally:
+            warm.cancel()
             await scheduler.stop()
             store.close()
 
