@@ -124,8 +124,11 @@ class Scheduler:
 
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
         done = asyncio.Event()
+        ended: list[Job] = []
+
         def listener(job: Job) -> None:
             if job.status.is_terminal():
+                ended.append(job)
                 done.set()
 
         unsubscribe = self.subscribe(job_id, listener)
@@ -134,14 +137,15 @@ class Scheduler:
             if not job.status.is_terminal():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(done.wait(), timeout)
-            return self.get(job_id)
+            return ended[-1] if ended else self.get(job_id)
         finally:
             unsubscribe()
 
-    def _notify(self, job_id: str) -> None:
+    def _notify(self, job_id: str, job: Job | None = None) -> None:
+        """Tell a job's listeners its new state (`job` when the caller just read it)."""
         listeners = list(self._listeners.get(job_id, ()))
         if listeners:
-            job = self.store.get(job_id)
+            job = job or self.store.get(job_id)
             if job is not None:
                 for listener in listeners:
                     listener(job)
@@ -276,7 +280,7 @@ class Scheduler:
                  finished.processing_time, f" error={error}" if error else "")
         for hook in self.on_finished:
             hook(finished)
-        self._notify(job.id)
+        self._notify(job.id, finished)
         return finished
 
     # retention -----------------------------------------------------------------------------------
