@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -18,7 +19,11 @@ app = FastAPI()
 
 @app.post("/infer")
 def run(payload: dict) -> Response:  # sync def: runs in the threadpool, like most bare apps
-    return Response(infer(base64.b64decode(payload["image"])), media_type="model/gltf-binary")
+    png = base64.b64decode(payload["image"])
+    t0 = time.perf_counter()
+    glb = infer(png)
+    compute_ms = f"{(time.perf_counter() - t0) * 1000:.3f}"  # the function's own time
+    return Response(glb, media_type="model/gltf-binary", headers={"X-Compute-Ms": compute_ms})
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Run: python benchmarks/litserve_app.py PORT      (POST /predict {"image": <base6
 # time to build the route's body type.
 import base64
 import sys
+import time
 from typing import Any
 
 import litserve as ls
@@ -22,11 +23,14 @@ class InflateAPI(ls.LitAPI):
     def decode_request(self, request: dict[str, Any]) -> bytes:
         return base64.b64decode(request["image"])
 
-    def predict(self, png: bytes) -> bytes:
-        return infer(png)
+    def predict(self, png: bytes) -> tuple[bytes, float]:
+        t0 = time.perf_counter()
+        return infer(png), (time.perf_counter() - t0) * 1000  # the function's own time
 
-    def encode_response(self, glb: bytes) -> Response:
-        return Response(content=glb, media_type="model/gltf-binary")
+    def encode_response(self, output: tuple[bytes, float]) -> Response:
+        glb, compute_ms = output
+        return Response(content=glb, media_type="model/gltf-binary",
+                        headers={"X-Compute-Ms": f"{compute_ms:.3f}"})
 
 
 if __name__ == "__main__":
