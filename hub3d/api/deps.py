@@ -1,4 +1,7 @@
-"""Annotated dependencies: the app's settings, store, pool and scheduler live on app.state."""
+"""Annotated dependencies: the app's settings, store, pool and scheduler live on app.state.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a
+thread hop per dependency per request for what is an attribute read."""
 
 from __future__ import annotations
 
@@ -14,19 +17,19 @@ from hub3d.workers.pool import WorkerPool
 __all__ = ["PoolDep", "SchedulerDep", "SettingsDep", "StoreDep"]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _store(request: Request) -> JobStore:
+async def _store(request: Request) -> JobStore:
     return request.app.state.store
 
 
-def _pool(request: Request) -> WorkerPool:
+async def _pool(request: Request) -> WorkerPool:
     return request.app.state.pool
 
 
-def _scheduler(request: Request) -> Scheduler:
+async def _scheduler(request: Request) -> Scheduler:
     return request.app.state.scheduler
 
 
