@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,15 @@ def make_venv(folder: Path, with_texture_libs: bool) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
                     str(folder)], check=True, timeout=120)
     python = folder / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True)
+    purelib = Path(site.stdout.strip())
+    # The packages of the env running the tests (numpy, trimesh …), as a SAM-3D env has its own;
+    # --system-site-packages alone reaches only the base interpreter's.
+    ours = sysconfig.get_paths()["purelib"]
+    (purelib / "hub3d_test_env.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
     if with_texture_libs:
-        site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                               "['purelib'])"], capture_output=True, text=True, check=True)
-        Path(site.stdout.strip(), "hub3d_texture_standins.pth").write_text(
-            str(STANDINS / "texture_libs") + "\n")
+        (purelib / "hub3d_texture_standins.pth").write_text(str(STANDINS / "texture_libs") + "\n")
     return python
 
 
