@@ -85,6 +85,11 @@ class JobNotReady(Hub3DError):
     code = "job_not_ready"
 
 
+class IdempotencyKeyReused(Hub3DError):
+    status_code = 409
+    code = "idempotency_key_reused"
+
+
 class QueueFull(Hub3DError):
     status_code = 429
     code = "queue_full"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,16 @@ class ParsedRequest:
     image: bytes | None
     image_url: str | None
     mask: bytes | None
+
+    def digest(self) -> str:
+        """What was asked for (model, params, image or URL, mask), to tell a retry of this
+        request from a different one sent with the same Idempotency-Key."""
+        h = hashlib.sha256(json.dumps(
+            {"model": self.model, "params": self.params.model_dump(mode="json"),
+             "image_url": self.image_url}, sort_keys=True).encode())
+        for part in (self.image, self.mask):
+            h.update(b"\0" if part is None else hashlib.sha256(part).digest())
+        return h.hexdigest()
 
 
 def _b64(value: str, field: str) -> bytes:

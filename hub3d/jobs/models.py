@@ -52,6 +52,9 @@ class Job:
     device: str | None = None
     seq: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # Idempotency-Key of the submission, and a digest of what it sent (image, model, params)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     @property
     def processing_time(self) -> float | None:

@@ -36,15 +36,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     media_type TEXT,
     has_mask INTEGER NOT NULL DEFAULT 0,
     device TEXT,
-    timings TEXT NOT NULL DEFAULT '{}'
+    timings TEXT NOT NULL DEFAULT '{}',
+    idempotency_key TEXT,
+    request_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
 """
+# Columns added after the first release: (name, type), added to an older data dir on open.
+_ADDED_COLUMNS = (("idempotency_key", "TEXT"), ("request_hash", "TEXT"))
+_KEY_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency_key ON jobs (idempotency_key)"
+              " WHERE idempotency_key IS NOT NULL")
 
 _COLUMNS = (
     "id", "model", "params", "status", "stage", "message", "error", "attempts", "created_at",
     "started_at", "finished_at", "result", "media_type", "has_mask", "device", "timings", "seq",
+    "idempotency_key", "request_hash",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
@@ -70,6 +77,11 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+        self._db.execute(_KEY_INDEX)
 
     def close(self) -> None:
         with self._lock:
@@ -84,9 +96,10 @@ class JobStore:
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO jobs (id, model, params, status, message, created_at, has_mask,"
-                " timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " timings, idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job.id, job.model, json.dumps(job.params), job.status.value, job.message,
-                 job.created_at, int(job.has_mask), json.dumps(job.timings)),
+                 job.created_at, int(job.has_mask), json.dumps(job.timings),
+                 job.idempotency_key, job.request_hash),
             )
         job.seq = int(cur.lastrowid or 0)
         return job
@@ -96,6 +109,11 @@ class JobStore:
             return None
         with self._lock:
             row = self._db.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def by_idempotency_key(self, key: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute(f"{_SELECT} WHERE idempotency_key = ?", (key,)).fetchone()
         return _row_to_job(row) if row else None
 
     def update(self, job_id: str, **fields: Any) -> None:

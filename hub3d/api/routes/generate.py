@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.errors import error_response
 from hub3d.api.files import send_file
-from hub3d.api.inputs import parse_generate_request, write_job_inputs
+from hub3d.api.inputs import ParsedRequest, parse_generate_request, write_job_inputs
 from hub3d.api.schemas import GenerateRequest, JobAccepted, error_responses
 from hub3d.api.views import job_urls
+from hub3d.errors import IdempotencyKeyReused
 from hub3d.jobs.models import Job, JobStatus, new_job_id
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
@@ -39,23 +42,49 @@ _BODY = {
         },
     }
 }
-_ERRORS = error_responses(400, 401, 404, 413, 415, 422, 429, 503)
+_ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 503)
 
 
-async def _submit(request: Request, settings: SettingsDep, pool: PoolDep,
-                  scheduler: Scheduler, store: JobStore) -> Job:
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$",
+    description="A unique string per submission (a UUID). Sent again with the same request, it"
+                " returns the first job instead of queueing a second: retries are safe.")]
+
+
+def _replay(earlier: Job, parsed: ParsedRequest) -> Job:
+    if earlier.request_hash != parsed.digest():
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key '{earlier.idempotency_key}' was already used for a different"
+            f" request (job {earlier.id}); send a new key with a new image or new parameters")
+    return earlier
+
+
+async def _submit(request: Request, settings: SettingsDep, pool: PoolDep, scheduler: Scheduler,
+                  store: JobStore, key: str | None) -> tuple[Job, bool]:
+    """The job for this request, and whether it was submitted before (same Idempotency-Key)."""
     started = time.perf_counter()
-    scheduler.check_capacity()  # refuse early, before reading a large body
+    earlier = store.by_idempotency_key(key) if key else None
+    if earlier is None:
+        scheduler.check_capacity()  # refuse early, before reading a large body
     parsed = await parse_generate_request(request, settings, pool)
+    if earlier is not None:
+        return _replay(earlier, parsed), True
     pool.check_available(parsed.model)
     job = Job(id=new_job_id(), model=parsed.model, params=parsed.params.model_dump(mode="json"),
-              has_mask=parsed.mask is not None, message="waiting in queue")
+              has_mask=parsed.mask is not None, message="waiting in queue",
+              idempotency_key=key, request_hash=parsed.digest() if key else None)
     job_dir = store.job_dir(job.id)
     try:
         await write_job_inputs(parsed, job_dir, settings)
         # intake: reading, checking and writing the upload, up to the queue
         job.timings = {"intake": round(time.perf_counter() - started, 6)}
-        return scheduler.enqueue(job)
+        return scheduler.enqueue(job), False
+    except sqlite3.IntegrityError:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        winner = store.by_idempotency_key(key) if key else None
+        if winner is None:
+            raise
+        return _replay(winner, parsed), True  # the same key raced in: the first one stands
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)  # a refused job leaves nothing behind
         raise
@@ -63,15 +92,21 @@ async def _submit(request: Request, settings: SettingsDep, pool: PoolDep,
 
 @router.post("/generate", status_code=202, response_model=JobAccepted, openapi_extra=_BODY,
              responses=_ERRORS)
-async def generate(request: Request, settings: SettingsDep, pool: PoolDep,
-                   scheduler: SchedulerDep, store: StoreDep) -> JobAccepted:
+async def generate(request: Request, response: Response, settings: SettingsDep, pool: PoolDep,
+                   scheduler: SchedulerDep, store: StoreDep,
+                   idempotency_key: IdempotencyKey = None) -> JobAccepted:
     """Queue an image for 3D generation; poll status_url, then download."""
-    job = await _submit(request, settings, pool, scheduler, store)
+    job, replayed = await _submit(request, settings, pool, scheduler, store, idempotency_key)
     status_url, _ = job_urls(settings.root_path, job.id)
     position = store.position(job)
-    return JobAccepted(job_id=job.id, status=JobStatus.QUEUED.value, position=position,
-                       status_url=status_url,
-                       message=f"queued at position {position}; poll {status_url}")
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+        message = (f"already submitted with this Idempotency-Key: the job is"
+                   f" {job.status.value}; poll {status_url}")
+    else:
+        message = f"queued at position {position}; poll {status_url}"
+    return JobAccepted(job_id=job.id, status=job.status.value, position=position,
+                       status_url=status_url, message=message)
 
 
 @router.post("/generate/sync", openapi_extra=_BODY, responses={
@@ -79,9 +114,10 @@ async def generate(request: Request, settings: SettingsDep, pool: PoolDep,
           "description": "the generated file"},
     **error_responses(504), **_ERRORS})
 async def generate_sync(request: Request, settings: SettingsDep, pool: PoolDep,
-                        scheduler: SchedulerDep, store: StoreDep) -> Response:
+                        scheduler: SchedulerDep, store: StoreDep,
+                        idempotency_key: IdempotencyKey = None) -> Response:
     """Generate and return the file in one request (use /generate behind a 300 s proxy)."""
-    job = await _submit(request, settings, pool, scheduler, store)
+    job, _ = await _submit(request, settings, pool, scheduler, store, idempotency_key)
     job = await scheduler.wait_terminal(job.id, settings.sync_timeout_s)
     headers = {"X-Job-Id": job.id}
     if job.status is JobStatus.COMPLETED and job.result:
