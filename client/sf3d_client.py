@@ -40,6 +40,7 @@ import struct
 import sys
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -271,7 +272,8 @@ class SF3DClient:
 
     `session`: a requests.Session to use as is (its adapters, proxies, certificates); without
     one the client makes its own, with urllib3 retries for transient 502/503/504 and resets
-    on GET/DELETE. A POST is never retried once the server answered it.
+    on GET/DELETE. A POST carries an Idempotency-Key, the same on each of its retries: one that
+    reached the server before the connection dropped gets the first job back, not a second.
     """
 
     def __init__(self, base_url: str, api_key: str | None = None,
@@ -355,9 +357,10 @@ class SF3DClient:
         kwargs.setdefault("timeout", self.timeout)
         window = self.reconnect_s if reconnect_s is None else reconnect_s
         deadline, delay = time.monotonic() + window, 0.25
+        headers = {**self.headers, **kwargs.pop("headers", {})}
         while True:
             try:
-                resp = self.session.request(method, url, headers=self.headers,
+                resp = self.session.request(method, url, headers=headers,
                                             allow_redirects=False, **kwargs)
             except requests.ConnectionError as exc:
                 if time.monotonic() + delay > deadline:
@@ -414,9 +417,12 @@ class SF3DClient:
         """POST, waiting out 429s (Retry-After) for up to `queue_wait_s`; (response, waits)."""
         files, form = self._form(image, model, mask, params)
         deadline, waits = time.monotonic() + self.queue_wait_s, 0
+        # one key for this submission and all of its retries (reconnects, queue-full waits)
+        key = {"Idempotency-Key": uuid.uuid4().hex}
         while True:
             try:
-                return self._request("POST", path, files=files, data=form, **kwargs), waits
+                return self._request("POST", path, files=files, data=form, headers=key,
+                                     **kwargs), waits
             except QueueFull as exc:
                 left = deadline - time.monotonic()
                 if left <= 0:
