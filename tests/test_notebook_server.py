@@ -44,6 +44,17 @@ def test_rerunning_the_start_cell_replaces_the_server(tmp_path: Path) -> None:
     assert "Application startup complete" in log and "Application shutdown complete" in log
 
 
+def test_port_0_serves_on_the_port_the_os_picked(tmp_path: Path) -> None:
+    handle = start_server(port=0, models="inflate", data_dir=tmp_path)
+    try:
+        assert handle.port > 0 and handle.url.endswith(f":{handle.port}")
+        assert requests.get(f"{handle.url}/health", timeout=10).json()["status"] == "healthy"
+        assert running_servers()[handle.port] is handle
+    finally:
+        handle.stop()
+    assert port_is_free(handle.port)
+
+
 def test_port_taken_by_another_process_fails_fast(tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

@@ -133,6 +133,9 @@ def start_server(port: int = 9299, models: str | list[str] = "inflate",
     cfg = Settings.model_validate({"port": port, "models": models, "data_dir": data_dir,
                                    "api_key": api_key, "host": host, **settings})
     sock = bind_socket(host, port)  # raises PortInUse now, not after a hang
+    if port == 0:  # any free port: the one the OS picked is the server's from here on
+        port = int(sock.getsockname()[1])
+        cfg = cfg.model_copy(update={"port": port})
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = cfg.data_dir / "logs" / f"server-{port}.log"
     handlers, lines = _attach_logs(log_path)
