@@ -111,3 +111,54 @@ def test_watch_and_stop_without_a_run(tmp_path: Path) -> None:
     assert watch.returncode == 1 and "hub3d restart" in watch.stdout
     stop = hub3d(env, "stop", "--data-dir", str(tmp_path), timeout=30)
     assert stop.returncode == 0 and "no headless run recorded" in stop.stdout
+
+
+@pytest.mark.slow
+def test_watch_brings_a_killed_run_back_and_its_jobs_finish(tmp_path: Path) -> None:
+    """A cull or crash: the whole headless run (papermill, kernel, workers) is killed with -9
+    while jobs wait; `hub3d watch` sees /health fail, restarts it, and every job completes."""
+    env, data, port = notebook_env(tmp_path), tmp_path / "data", free_port()
+    url, headers = f"http://127.0.0.1:{port}", {"X-API-Key": KEY}
+    first = hub3d(env, "restart", "--notebook", str(REPO / "sf3d_api_server.ipynb"),
+                  "--kernel", "python3", "--timeout", "180", "-p", "MODELS", SLOW,
+                  "-p", "PORT", str(port), "-p", "DATA_DIR", str(data), "-p", "TUNNEL", "none",
+                  "-p", "SAMPLE", "False", "-p", "API_KEY", KEY)
+    assert first.returncode == 0, first.stdout + first.stderr
+    state_file = data / "headless" / "run.json"
+    watch = None
+    try:
+        ids = []
+        for seed in range(3):
+            r = requests.post(f"{url}/generate", headers=headers, timeout=30,
+                              files={"image": ("x.png", make_png(), "image/png")},
+                              data={"seed": str(seed), "sleep_s": "2"})
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["job_id"])
+        first_pid = json.loads(state_file.read_text())["pid"]
+        run = psutil.Process(first_pid)
+        for proc in [run, *run.children(recursive=True)]:
+            proc.kill()
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "hub3d", "watch", "--data-dir", str(data), "--interval",
+             "0.5", "--failures", "2", "--max-restarts", "1", "--timeout", "180"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline, jobs = time.monotonic() + 240, []
+        while time.monotonic() < deadline:
+            try:
+                jobs = [requests.get(f"{url}/job/{i}", headers=headers, timeout=5).json()
+                        for i in ids]
+            except requests.ConnectionError:
+                jobs = []  # down until the watch has restarted it
+            if jobs and all(j["status"] in ("completed", "failed", "canceled") for j in jobs):
+                break
+            assert watch.poll() is None, watch.stdout.read() if watch.stdout else ""
+            time.sleep(0.5)
+        assert [j["status"] for j in jobs] == ["completed"] * 3, jobs
+        assert json.loads(state_file.read_text())["pid"] != first_pid  # a new run serves them
+    finally:
+        if watch is not None:
+            watch.terminate()
+            out, _ = watch.communicate(timeout=30)
+            assert "restarting" in out, out
+        stop = hub3d(env, "stop", "--data-dir", str(data), timeout=90)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
