@@ -26,14 +26,31 @@ def hub3d(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.C
                           capture_output=True, text=True, timeout=timeout)
 
 
+def start_run(env: dict[str, str], data: Path, port: int) -> subprocess.CompletedProcess:
+    """`hub3d restart` of the server notebook, headless: the slow test backend, an API key."""
+    return hub3d(env, "restart", "--notebook", str(REPO / "sf3d_api_server.ipynb"),
+                 "--kernel", "python3", "--timeout", "180", "-p", "MODELS", SLOW,
+                 "-p", "PORT", str(port), "-p", "DATA_DIR", str(data), "-p", "TUNNEL", "none",
+                 "-p", "SAMPLE", "False", "-p", "API_KEY", KEY)
+
+
+def submit_slow(url: str, count: int, sleep_s: float) -> list[str]:
+    """`count` multipart submissions of the slow backend (seeds 0…); their job ids."""
+    ids = []
+    for seed in range(count):
+        r = requests.post(f"{url}/generate", headers={"X-API-Key": KEY}, timeout=30,
+                          files={"image": ("x.png", make_png(), "image/png")},
+                          data={"seed": str(seed), "sleep_s": str(sleep_s)})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["job_id"])
+    return ids
+
+
 @pytest.mark.slow
 def test_restart_while_jobs_are_queued(tmp_path: Path) -> None:
     env, data, port = notebook_env(tmp_path), tmp_path / "data", free_port()
     url, headers = f"http://127.0.0.1:{port}", {"X-API-Key": KEY}
-    first = hub3d(env, "restart", "--notebook", str(REPO / "sf3d_api_server.ipynb"),
-                  "--kernel", "python3", "--timeout", "180", "-p", "MODELS", SLOW,
-                  "-p", "PORT", str(port), "-p", "DATA_DIR", str(data), "-p", "TUNNEL", "none",
-                  "-p", "SAMPLE", "False", "-p", "API_KEY", KEY)
+    first = start_run(env, data, port)
     try:
         assert first.returncode == 0, first.stdout + first.stderr
         assert f"hub3d healthy at {url}" in first.stdout
@@ -41,14 +58,7 @@ def test_restart_while_jobs_are_queued(tmp_path: Path) -> None:
         first_pid, first_log = state["pid"], Path(state["log"])
         assert psutil.Process(first_pid).status() != psutil.STATUS_ZOMBIE
         assert state["params"]["BLOCK"] == "True"
-        png = make_png()
-        ids = []
-        for seed in range(4):
-            r = requests.post(f"{url}/generate", headers=headers, timeout=30,
-                              files={"image": ("x.png", png, "image/png")},
-                              data={"seed": str(seed), "sleep_s": "1.5"})
-            assert r.status_code == 202, r.text
-            ids.append(r.json()["job_id"])
+        ids = submit_slow(url, 4, 1.5)
         queued = requests.get(f"{url}/queue", headers=headers, timeout=10).json()
         assert queued["queued"] >= 2  # the restart below happens with jobs waiting
 
@@ -119,21 +129,12 @@ def test_watch_brings_a_killed_run_back_and_its_jobs_finish(tmp_path: Path) -> N
     while jobs wait; `hub3d watch` sees /health fail, restarts it, and every job completes."""
     env, data, port = notebook_env(tmp_path), tmp_path / "data", free_port()
     url, headers = f"http://127.0.0.1:{port}", {"X-API-Key": KEY}
-    first = hub3d(env, "restart", "--notebook", str(REPO / "sf3d_api_server.ipynb"),
-                  "--kernel", "python3", "--timeout", "180", "-p", "MODELS", SLOW,
-                  "-p", "PORT", str(port), "-p", "DATA_DIR", str(data), "-p", "TUNNEL", "none",
-                  "-p", "SAMPLE", "False", "-p", "API_KEY", KEY)
+    first = start_run(env, data, port)
     assert first.returncode == 0, first.stdout + first.stderr
     state_file = data / "headless" / "run.json"
     watch = None
     try:
-        ids = []
-        for seed in range(3):
-            r = requests.post(f"{url}/generate", headers=headers, timeout=30,
-                              files={"image": ("x.png", make_png(), "image/png")},
-                              data={"seed": str(seed), "sleep_s": "2"})
-            assert r.status_code == 202, r.text
-            ids.append(r.json()["job_id"])
+        ids = submit_slow(url, 3, 2)
         first_pid = json.loads(state_file.read_text())["pid"]
         run = psutil.Process(first_pid)
         for proc in [run, *run.children(recursive=True)]:
