@@ -36,14 +36,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     media_type TEXT,
     has_mask INTEGER NOT NULL DEFAULT 0,
     device TEXT,
-    timings TEXT NOT NULL DEFAULT '{}',
-    idempotency_key TEXT,
-    request_hash TEXT
+    timings TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
 """
-# Columns added after the first release: (name, type), added to an older data dir on open.
+# Columns added after the first release: (name, type), added on open to a new data dir and to
+# one made by an older version alike, so they are defined here only.
 _ADDED_COLUMNS = (("idempotency_key", "TEXT"), ("request_hash", "TEXT"))
 _KEY_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency_key ON jobs (idempotency_key)"
               " WHERE idempotency_key IS NOT NULL")
