@@ -12,5 +12,9 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "installing Node.js (for the glTF validator)"
   if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q nodejs npm; fi
 fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "installing Chromium + chromedriver (for the browser tier)"
+  if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium chromium-driver; fi
+fi
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 exec .venv/bin/python -m pytest "$@"

@@ -5,6 +5,7 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
@@ -63,3 +64,21 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 
 TEST_MODELS = "inflate,slow=tests.backends.testing:SlowBackend"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium (selenium) with a fresh profile; downloads land in tmp_path/downloads."""
+    from tests.browser import INSTALL, chromium_driver, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip(f"chromium or chromedriver is not installed: {INSTALL}")
+    pytest.importorskip("selenium", reason=f"selenium is not installed: {INSTALL}")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = chromium_driver(tmp_path / "chromium-profile", download_dir=downloads)
+    driver.download_dir = downloads
+    try:
+        yield driver
+    finally:
+        driver.quit()
