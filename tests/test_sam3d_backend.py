@@ -39,7 +39,8 @@ PIPELINE_YAML = ("_target_: sam3d_objects.pipeline.inference_pipeline_pointmap."
                  "InferencePipelinePointMap\nss_generator:\n  _target_: torch.nn.Identity\n")
 
 
-def make_venv(folder: Path, with_texture_libs: bool) -> Path:
+def make_venv(folder: Path, *libs: str) -> Path:
+    """A venv seeing this env's packages, plus the stand-in folders named in `libs`, in order."""
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
                     str(folder)], check=True, timeout=120)
     python = folder / "bin" / "python"
@@ -50,16 +51,19 @@ def make_venv(folder: Path, with_texture_libs: bool) -> Path:
     # --system-site-packages alone reaches only the base interpreter's.
     ours = sysconfig.get_paths()["purelib"]
     (purelib / "hub3d_test_env.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    if with_texture_libs:
-        (purelib / "hub3d_texture_standins.pth").write_text(str(STANDINS / "texture_libs") + "\n")
+    if libs:  # one .pth, so the first folder wins an import name both hold
+        (purelib / "hub3d_texture_standins.pth").write_text(
+            "".join(f"{STANDINS / lib}\n" for lib in libs))
     return python
 
 
 @pytest.fixture(scope="module")
 def venvs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sam3d-envs")
-    return {"plain": make_venv(root / "plain", False),
-            "textures": make_venv(root / "textures", True)}
+    return {"plain": make_venv(root / "plain"),
+            "textures": make_venv(root / "textures", "texture_libs"),
+            # graphdeco-inria's rasterizer shadows the mip-splatting one; nvdiffrast is there
+            "graphdeco": make_venv(root / "graphdeco", "rasterizer_graphdeco", "texture_libs")}
 
 
 def make_checkpoints(folder: Path, yaml_text: str = PIPELINE_YAML) -> Path:
@@ -119,6 +123,39 @@ def test_glb_job_runs_in_its_own_env_with_every_flag_explicit(
     assert (run["stage1_inference_steps"], run["stage2_inference_steps"]) == (12, 9)
     meta = requests.get(f"{server.url}/job/{r.headers['X-Job-Id']}/metadata").json()
     assert meta["vertices"] > 0 and meta["pose"]["scale"] == [[1.0, 1.0, 1.0]]
+    assert meta["pose"]["rotation"] == [[1.0, 0.0, 0.0, 0.0]]  # upstream's (1, 4) quaternion
+
+
+def test_worker_points_cuda_home_at_its_own_env(start_server: Start, venvs: dict[str, Path],
+                                                standin: Standin, tmp_path: Path,
+                                                png_b64: str) -> None:
+    """A server started inside another conda env must not hand that env's toolkit to SAM-3D."""
+    env = {**sam3d_env(venvs["plain"], make_checkpoints(tmp_path / "ckpt"), standin),
+           "CONDA_PREFIX": str(tmp_path / "other-env"), "CUDA_HOME": "/usr/local/cuda-11.8"}
+    srv = start_server("--models", "sam3d", "--devices", "cpu", env=env)
+    assert wait_done(srv.url, submit(srv.url, png_b64, "sam3d"))["status"] == "completed"
+    run = standin.calls("run")[-1]
+    prefix = str(venvs["plain"].parent.parent)  # <env>/bin/python → <env>
+    assert (run["conda_prefix"], run["cuda_home"]) == (prefix, prefix)
+    assert run["path0"] == str(venvs["plain"].parent)  # its nvcc and gcc first, as activated
+
+
+def test_soft_alpha_reaches_upstream_as_a_binary_mask(server: ServerProcess, standin: Standin,
+                                                     ) -> None:
+    """Upstream's crop takes every non-zero alpha pixel: a faint halo must not widen it."""
+    from PIL import Image, ImageDraw
+
+    alpha = Image.new("L", (256, 256), 0)
+    draw = ImageDraw.Draw(alpha)
+    draw.rectangle((28, 28, 227, 227), fill=20)  # a faint 200 x 200 halo (soft matting)
+    draw.rectangle((78, 103, 177, 152), fill=255)  # the object, 100 x 50 pixels
+    rgba = Image.new("RGB", (256, 256), (200, 40, 40)).convert("RGBA")
+    rgba.putalpha(alpha)
+    job = wait_done(server.url, submit(server.url, b64_png(rgba), "sam3d"))
+    assert job["status"] == "completed", job
+    run = standin.calls("run")[-1]
+    assert run["alpha_values"] == [0, 255]
+    assert run["alpha_pixels"] == 100 * 50
 
 
 def test_ply_comes_from_the_gaussians_save_ply(server: ServerProcess, png_b64: str) -> None:
@@ -149,6 +186,22 @@ def test_with_texture_needs_both_packages_in_that_env(server: ServerProcess,
     message = r.json()["error"]["message"]
     assert "nvdiffrast" in message and "diff_gaussian_rasterization" in message
     assert "with_texture=false" in message
+
+
+def test_with_texture_refused_with_graphdeco_rasterizer(
+        start_server: Start, venvs: dict[str, Path], standin: Standin, tmp_path: Path,
+        png_b64: str) -> None:
+    """It imports, but upstream's baking passes kernel_size/subpixel_offset: refuse up front."""
+    env = sam3d_env(venvs["graphdeco"], make_checkpoints(tmp_path / "ckpt"), standin)
+    srv = start_server("--models", "sam3d", "--devices", "cpu", env=env)
+    r = requests.post(f"{srv.url}/generate", timeout=200,
+                      json={"image": png_b64, "model": "sam3d", "with_texture": True})
+    assert r.status_code == 422, r.text
+    message = r.json()["error"]["message"]
+    assert "GaussianRasterizationSettings has no kernel_size, subpixel_offset" in message
+    assert "mip-splatting" in message and "with_texture=false" in message
+    assert "nvdiffrast" not in message.split("usable there:")[1].split(". Send")[0]
+    assert standin.calls("run") == []
 
 
 def test_with_texture_when_both_import(start_server: Start, venvs: dict[str, Path],

@@ -21,6 +21,7 @@ from hub3d.errors import ModelError, NoObjectDetected
 from hub3d.jobs.files import atomic_write_bytes, temp_path_for
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
 from hub3d.models.sam3d_env import (
+    MIP_RASTERIZER_FIX,
     PYTHON_ENV_VAR,
     TEXTURE_MODULES,
     card_free_vram,
@@ -29,6 +30,7 @@ from hub3d.models.sam3d_env import (
     require_texture_support,
     sam3d_python,
 )
+from hub3d.models.sam3d_probe import unusable
 from hub3d.models.upstream import add_source_tree, map_run_error
 
 __all__ = ["SAM3DBackend", "SAM3DParams", "run_flags"]
@@ -79,8 +81,7 @@ class SAM3DBackend(Backend):
             require_texture_support(sam3d_python())
 
     def load(self, device: str) -> None:
-        # notebook/inference.py reads CONDA_PREFIX at import; a venv has none, so use this env.
-        os.environ.setdefault("CONDA_PREFIX", sys.prefix)
+        use_own_env()
         os.environ.setdefault("LIDRA_SKIP_INIT", "true")
         self._check_vram(device)
         root = add_source_tree("HUB3D_SAM3D_SRC", "notebook/inference.py",
@@ -145,6 +146,20 @@ class SAM3DBackend(Backend):
         })
 
 
+def use_own_env() -> None:
+    """CONDA_PREFIX, CUDA_HOME and PATH of the env this worker runs in, as activating it would.
+
+    notebook/inference.py sets CUDA_HOME from CONDA_PREFIX at import. Inherited from the server,
+    CONDA_PREFIX names whatever env was active there (or none, under a venv): the worker must
+    point at its own interpreter's prefix, which holds the CUDA 12.1 toolkit and gcc 12.
+    """
+    prefix = sys.prefix
+    os.environ["CONDA_PREFIX"] = os.environ["CUDA_HOME"] = prefix
+    bin_dir = os.path.join(prefix, "bin")
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, *(p for p in path if p and p != bin_dir)])
+
+
 def _import_inference(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location("sam3d_notebook_inference", path)
     if spec is None or spec.loader is None:
@@ -161,16 +176,19 @@ def _import_inference(path: Path) -> Any:
 
 
 def _require_texture_here() -> None:
-    for name in TEXTURE_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:
-            raise ModelError(f"with_texture=true needs {name} in the SAM-3D environment ({exc}); "
-                             "send with_texture=false") from exc
+    for name, why in unusable(TEXTURE_MODULES).items():
+        fix = f" ({MIP_RASTERIZER_FIX})" if name == "diff_gaussian_rasterization" else ""
+        raise ModelError(f"with_texture=true needs {name} in the SAM-3D environment ({why}"
+                         f"{fix}); send with_texture=false")
 
 
 def _masked_rgba(job: JobInput, spent: dict[str, float]) -> tuple[Any, str]:
-    """HxWx4 uint8, alpha = the object mask (the client's, else the background chain's)."""
+    """HxWx4 uint8, alpha = the object mask (the client's, else the background chain's).
+
+    The alpha is made binary (0/255) as upstream's own masks are: its crop takes every non-zero
+    pixel, so a faint halo of soft alpha would widen the crop and put background in the
+    pointmap.
+    """
     import numpy as np
 
     from hub3d.imaging.background import extract_foreground
@@ -179,8 +197,9 @@ def _masked_rgba(job: JobInput, spent: dict[str, float]) -> tuple[Any, str]:
     image, mask = job.images()
     fg = extract_foreground(image, mask=mask)
     rgba = np.asarray(fg.rgba.convert("RGBA"), dtype=np.uint8).copy()
+    rgba[..., 3] = np.where(rgba[..., 3] > 127, 255, 0)
     spent["background"] = round(time.perf_counter() - started, 6)
-    if not (rgba[..., 3] > 127).any():
+    if not rgba[..., 3].any():
         raise NoObjectDetected("no object detected in the image: the object mask is empty. "
                                "Send a mask, or a photo with one clear object.")
     return rgba, fg.method

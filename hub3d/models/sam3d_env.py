@@ -2,7 +2,10 @@
 
 SAM-3D runs under its own interpreter (HUB3D_SAM3D_PYTHON). Whether textured GLBs are possible
 depends on two optional CUDA packages in THAT environment, so the control plane asks it once
-per executable in a short subprocess and remembers the answer.
+per executable in a short subprocess and remembers the answer. Importing is not enough for the
+rasterizer: upstream's baking calls the mip-splatting variant of diff_gaussian_rasterization
+(`GaussianRasterizationSettings(..., kernel_size=, subpixel_offset=)`); graphdeco-inria's
+package has the same import name and fails only in baking, minutes into a job.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ import sys
 from pathlib import Path
 
 from hub3d.errors import InvalidParams, ModelError
+from hub3d.models import sam3d_probe
+from hub3d.models.sam3d_probe import MIP_RASTERIZER_FIELDS, RASTERIZER, TEXTURE_MODULES
 
 __all__ = [
+    "MIP_RASTERIZER_FIELDS",
+    "MIP_RASTERIZER_FIX",
+    "PROBE",
     "PYTHON_ENV_VAR",
+    "RASTERIZER",
     "TEXTURE_MODULES",
     "check_checkpoints",
     "low_vram_message",
@@ -27,17 +36,12 @@ __all__ = [
 ]
 
 PYTHON_ENV_VAR = "HUB3D_SAM3D_PYTHON"
-TEXTURE_MODULES = ("nvdiffrast.torch", "diff_gaussian_rasterization")
-_PROBE = (
-    "import importlib, json, sys\n"
-    "missing = {}\n"
-    "for name in sys.argv[1:]:\n"
-    "    try:\n"
-    "        importlib.import_module(name)\n"
-    "    except Exception as exc:\n"
-    "        missing[name] = f'{type(exc).__name__}: {exc}'[:200]\n"
-    "print(json.dumps(missing))\n"
+MIP_RASTERIZER_FIX = (
+    "install the mip-splatting variant there: pip install --no-build-isolation "
+    "'git+https://github.com/autonomousvision/mip-splatting.git"
+    "#subdirectory=submodules/diff-gaussian-rasterization'"
 )
+PROBE = Path(sam3d_probe.__file__)  # run as a script: hub3d need not import under that python
 
 
 def sam3d_python() -> str:
@@ -54,7 +58,7 @@ def texture_support(python: str) -> dict[str, str]:
     """
     try:
         done = subprocess.run(
-            [python, "-c", _PROBE, *TEXTURE_MODULES],
+            [python, str(PROBE), "texture"],
             capture_output=True, text=True, timeout=180, check=False,
         )
         missing = json.loads(done.stdout.strip().splitlines()[-1])
@@ -70,9 +74,9 @@ def require_texture_support(python: str) -> None:
         why = "; ".join(f"{name} ({reason})" for name, reason in missing.items())
         raise InvalidParams(
             "with_texture=true needs nvdiffrast and diff_gaussian_rasterization in the SAM-3D "
-            f"environment, and these do not import there: {why}. Send with_texture=false for a "
+            f"environment, and these are not usable there: {why}. Send with_texture=false for a "
             "vertex-coloured GLB (or output_format=ply), or install both packages into that "
-            "environment and restart the server."
+            f"environment and restart the server (for the rasterizer: {MIP_RASTERIZER_FIX})."
         )
 
 

@@ -4,7 +4,11 @@ Mirrors what hub3d relies on: the module reads CONDA_PREFIX at import (KeyError 
 `Inference(config_file, compile=False)` loads pipeline.yaml, refuses any `_target_` outside the
 allow-listed packages (RuntimeError), and keeps the pipeline in `_pipeline`, whose `run(...)` has
 the signature of sam3d_objects/pipeline/inference_pipeline_pointmap.py at the same commit.
-Outputs: "gs" with `save_ply(path)`, "glb" (trimesh or None), rotation/translation/scale.
+Outputs, as `run` returns them: the pose decoder's "rotation" (a (1, 4) quaternion, w x y z),
+"translation" and "scale" ((1, 3) each) with "coords" and "downsample_factor"; the decoders'
+"mesh" and "gaussian" (lists of one); "glb" (trimesh or None), "gs" (the first Gaussian, with
+`save_ply(path)`); "pointmap" and "pointmap_colors" (H x W x 3). tests/upstream checks these
+names against the real source.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import numpy as np
 import trimesh
 import yaml
 
-_CONDA_PREFIX = os.environ["CONDA_PREFIX"]  # upstream sets CUDA_HOME from it at import
+os.environ["CUDA_HOME"] = os.environ["CONDA_PREFIX"]  # upstream does this at import
+os.environ["LIDRA_SKIP_INIT"] = "true"
 _ALLOWED_ROOTS = {"sam3d_objects", "torch", "torchvision", "moge"}
 
 
@@ -40,6 +45,9 @@ def _record(call: str, **args: Any) -> None:
         with open(path, "a") as fh:
             fh.write(json.dumps({"call": call, "python": sys.executable, "pid": os.getpid(),
                                  "lidra_skip_init": os.environ.get("LIDRA_SKIP_INIT"),
+                                 "conda_prefix": os.environ.get("CONDA_PREFIX"),
+                                 "cuda_home": os.environ.get("CUDA_HOME"),
+                                 "path0": os.environ.get("PATH", "").split(os.pathsep)[0],
                                  **args}, default=str) + "\n")
 
 
@@ -70,8 +78,10 @@ class InferencePipelinePointMap:
             use_vertex_color=False, stage1_inference_steps=None, stage2_inference_steps=None,
             use_stage1_distillation=False, use_stage2_distillation=False, pointmap=None,
             decode_formats=None, estimate_plane=False) -> dict[str, Any]:
+        alpha = np.asarray(image)[..., 3]
         _record("run", image_shape=list(np.shape(image)), image_dtype=str(image.dtype),
-                alpha_pixels=int((np.asarray(image)[..., 3] > 0).sum()), mask=mask, seed=seed,
+                alpha_pixels=int((alpha > 0).sum()),  # upstream's crop: every non-zero pixel
+                alpha_values=sorted(int(v) for v in np.unique(alpha)), mask=mask, seed=seed,
                 stage1_only=stage1_only, with_mesh_postprocess=with_mesh_postprocess,
                 with_texture_baking=with_texture_baking,
                 with_layout_postprocess=with_layout_postprocess,
@@ -82,9 +92,14 @@ class InferencePipelinePointMap:
                 decode_formats=decode_formats, estimate_plane=estimate_plane)
         if _switch() == "oom":
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB.")
-        mesh = None if _switch() == "empty" else trimesh.creation.box()
-        return {"gs": Gaussians(64), "glb": mesh, "rotation": np.eye(3)[None],
-                "translation": np.zeros((1, 3)), "scale": np.ones((1, 3))}
+        glb = None if _switch() == "empty" else trimesh.creation.box()
+        gaussian = Gaussians(64)
+        height, width = np.shape(image)[:2]
+        return {"coords": np.zeros((8, 4), dtype=np.int32), "downsample_factor": 1,
+                "rotation": np.array([[1.0, 0.0, 0.0, 0.0]]), "translation": np.zeros((1, 3)),
+                "scale": np.ones((1, 3)), "mesh": [glb], "gaussian": [gaussian], "glb": glb,
+                "gs": gaussian, "pointmap": np.zeros((height, width, 3), dtype=np.float32),
+                "pointmap_colors": np.zeros((height, width, 3), dtype=np.float32)}
 
 
 class Inference:
