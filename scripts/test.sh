@@ -17,4 +17,6 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium chromium-driver; fi
 fi
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+# the hub tier: JupyterHub's proxy (its Python side comes with hub3d[test])
+npm ci --prefix tests/hub/js --no-audit --no-fund --loglevel=error
 exec .venv/bin/python -m pytest "$@"
