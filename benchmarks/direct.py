@@ -6,12 +6,12 @@ The same work the hub3d worker does for one job, with no HTTP, queue, process or
 from __future__ import annotations
 
 from hub3d.imaging.decode import decode_image
-from hub3d.models.base import GenerateParams
+from hub3d.models.inflate import InflateParams
 from hub3d.models.inflation import inflate_image
 
 __all__ = ["infer"]
 
-_PARAMS = GenerateParams()
+_PARAMS = InflateParams()
 _MAX_BYTES = 25_000_000
 _MAX_PIXELS = 40_000_000
 

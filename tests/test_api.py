@@ -71,11 +71,11 @@ def test_sync_glb_and_ply(server: ServerProcess, png_b64: str) -> None:
 
 def test_multipart_upload(server: ServerProcess, png_bytes: bytes) -> None:
     r = requests.post(f"{server.url}/generate", files={"image": ("shirt.png", png_bytes)},
-                      data={"model": "slow", "seed": "7", "with_texture": "false"})
+                      data={"model": "slow", "seed": "7", "sleep_s": "0.01"})
     assert r.status_code == 202, r.text
     job = wait_done(server.url, r.json()["job_id"])
     assert job["status"] == "completed"
-    assert job["params"]["seed"] == 7 and job["params"]["with_texture"] is False
+    assert job["params"]["seed"] == 7 and job["params"]["sleep_s"] == 0.01  # form text, typed
 
 
 def test_failed_job_is_failed_not_5xx(server: ServerProcess, png_b64: str) -> None:

@@ -14,8 +14,8 @@ import trimesh
 from PIL import Image, ImageDraw
 
 from hub3d.errors import NoObjectDetected
-from hub3d.models.base import GenerateParams, JobInput
-from hub3d.models.inflate import InflateBackend
+from hub3d.models.base import JobInput
+from hub3d.models.inflate import InflateBackend, InflateParams
 from hub3d.models.inflation import inflate_image
 from tests.conftest import REPO
 from tests.gltf_check import assert_valid_glb
@@ -69,7 +69,7 @@ def load(data: bytes) -> trimesh.Trimesh:
 ])
 def test_textured_glb_is_valid_closed_and_unit_sized(make: Callable[[], Image.Image],
                                                      method: str) -> None:
-    result = inflate_image(make(), GenerateParams())
+    result = inflate_image(make(), InflateParams())
     assert result.metadata["background_removal"] == method
     report = assert_valid_glb(result.data)
     assert report["issues"]["numWarnings"] == 0
@@ -89,7 +89,7 @@ def test_textured_glb_is_valid_closed_and_unit_sized(make: Callable[[], Image.Im
 
 
 def test_shirt_is_upright_and_textured_from_the_photo() -> None:
-    result = inflate_image(shirt(), GenerateParams())
+    result = inflate_image(shirt(), InflateParams())
     mesh = load(result.data)
     lo, hi = mesh.bounds
     assert hi[1] - lo[1] > 0.8  # the shirt is taller than 0.8 of its longest side: y is up
@@ -103,7 +103,7 @@ def test_shirt_is_upright_and_textured_from_the_photo() -> None:
 
 
 def test_vertex_colours_without_texture() -> None:
-    result = inflate_image(shirt(), GenerateParams(with_texture=False))
+    result = inflate_image(shirt(), InflateParams(with_texture=False))
     assert_valid_glb(result.data)
     gltf = glb_json(result.data)
     assert "images" not in gltf and "COLOR_0" in gltf["meshes"][0]["primitives"][0]["attributes"]
@@ -116,14 +116,14 @@ def test_vertex_colours_without_texture() -> None:
 
 
 def test_texture_resolution_is_a_limit() -> None:
-    result = inflate_image(shirt(), GenerateParams(texture_resolution=200))
+    result = inflate_image(shirt(), InflateParams(texture_resolution=200))
     assert result.metadata["texture"]["size"] == [128, 128]  # power of two, within the limit
     assert_valid_glb(result.data)
 
 
 @pytest.mark.parametrize("make", [shirt, sample("vase_rgba.png"), sample("toy_photo.jpg")])
 def test_ply_has_every_3dgs_field(make: Callable[[], Image.Image]) -> None:
-    result = inflate_image(make(), GenerateParams(output_format="ply"))
+    result = inflate_image(make(), InflateParams(output_format="ply"))
     head, _, body = result.data.partition(b"end_header\n")
     props = [line.split()[-1] for line in head.decode().splitlines() if line.startswith("property")]
     assert props == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
@@ -141,31 +141,31 @@ def test_ply_has_every_3dgs_field(make: Callable[[], Image.Image]) -> None:
 
 
 def test_vertex_count_and_foreground_ratio_are_respected() -> None:
-    few = inflate_image(shirt(), GenerateParams(vertex_count=2000)).metadata["mesh"]["vertices"]
-    many = inflate_image(shirt(), GenerateParams(vertex_count=30000)).metadata["mesh"]["vertices"]
+    few = inflate_image(shirt(), InflateParams(vertex_count=2000)).metadata["mesh"]["vertices"]
+    many = inflate_image(shirt(), InflateParams(vertex_count=30000)).metadata["mesh"]["vertices"]
     assert 1000 < few < 4000 and 20000 < many < 45000
     # At the default grid, a larger object in the frame covers more grid cells.
-    small = inflate_image(shirt(), GenerateParams(foreground_ratio=0.5)).metadata["mesh"]
-    big = inflate_image(shirt(), GenerateParams(foreground_ratio=1.0)).metadata["mesh"]
+    small = inflate_image(shirt(), InflateParams(foreground_ratio=0.5)).metadata["mesh"]
+    big = inflate_image(shirt(), InflateParams(foreground_ratio=1.0)).metadata["mesh"]
     assert small["grid"] == big["grid"] and big["vertices"] > 2.5 * small["vertices"]
 
 
 @pytest.mark.parametrize("make", [shirt, sample("toy_photo.jpg")])
 def test_deterministic(make: Callable[[], Image.Image]) -> None:
-    for params in (GenerateParams(), GenerateParams(output_format="ply")):
+    for params in (InflateParams(), InflateParams(output_format="ply")):
         assert inflate_image(make(), params).data == inflate_image(make(), params).data
 
 
 def test_mask_and_empty_object() -> None:
     mask = Image.new("L", (512, 512), 0)
     ImageDraw.Draw(mask).rectangle((100, 100, 400, 300), fill=255)
-    result = inflate_image(shirt(), GenerateParams(), mask=mask)
+    result = inflate_image(shirt(), InflateParams(), mask=mask)
     assert result.metadata["background_removal"] == "mask"
     assert_valid_glb(result.data)
     with pytest.raises(NoObjectDetected, match="no object detected"):
-        inflate_image(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), GenerateParams())
+        inflate_image(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), InflateParams())
     with pytest.raises(NoObjectDetected):
-        inflate_image(shirt(), GenerateParams(), mask=Image.new("L", (512, 512), 0))
+        inflate_image(shirt(), InflateParams(), mask=Image.new("L", (512, 512), 0))
 
 
 def test_backend_run_writes_result_and_preview(tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_backend_run_writes_result_and_preview(tmp_path: Path) -> None:
     stages: list[str] = []
     backend = InflateBackend()
     backend.load("cpu")
-    out = backend.run(JobInput("j1", tmp_path, tmp_path / "input.png", GenerateParams(),
+    out = backend.run(JobInput("j1", tmp_path, tmp_path / "input.png", InflateParams(),
                                tmp_path / "mask.png"), lambda stage, *a, **k: stages.append(stage))
     assert stages == ["preprocessing", "inference", "exporting"]
     assert out.result_path == tmp_path / "result.glb" and out.media_type == "model/gltf-binary"
@@ -190,5 +190,5 @@ def test_backend_run_writes_result_and_preview(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "input.png", "mask.png", "preview.png", "result.glb"]  # no temp files left behind
     ply = backend.run(JobInput("j2", tmp_path, tmp_path / "input.png",
-                               GenerateParams(output_format="ply")), lambda *a, **k: None)
+                               InflateParams(output_format="ply")), lambda *a, **k: None)
     assert ply.result_path.name == "result.ply" and ply.result_path.stat().st_size > 1000

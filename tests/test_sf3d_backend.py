@@ -115,7 +115,8 @@ def test_job_passes_upstream_the_exact_arguments(sf3d_server: ServerProcess, sta
     assert (run["bake_resolution"], run["vertex_count"]) == (512, 5000)
     assert run["estimate_illumination"] is False
     meta = requests.get(f"{sf3d_server.url}/job/{r.headers['X-Job-Id']}/metadata").json()
-    assert meta["texture_resolution"] == 512 and meta["remesh_option"] == "quad"
+    assert meta["params"]["texture_resolution"] == 512
+    assert meta["params"]["remesh_option"] == "quad"
     assert meta["vertices"] > 0 and meta["faces"] > 0
     assert {"preprocessing", "inference", "exporting"} <= set(meta["timings"])
     assert {"background", "resize_foreground", "run_image", "export_glb"} <= \

@@ -13,6 +13,7 @@ from hub3d import __version__
 from hub3d.api.auth import require_api_key
 from hub3d.api.errors import install_error_handlers
 from hub3d.api.inputs import preload_imaging
+from hub3d.api.openapi import install_openapi
 from hub3d.api.routes import generate, jobs, metrics, status
 from hub3d.config import Settings
 from hub3d.gpu import GPU, free_vram_gb, query_gpus
@@ -63,4 +64,5 @@ def create_app(
     guarded = [Depends(require_api_key)]
     for router in (generate.router, jobs.router, status.router, metrics.router):
         app.include_router(router, dependencies=guarded)
+    install_openapi(app)
     return app

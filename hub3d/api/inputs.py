@@ -15,15 +15,39 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from hub3d.api.schemas import RESERVED
 from hub3d.config import Settings
 from hub3d.errors import ImageTooLarge, InvalidInput, InvalidParams, UnsupportedMedia
 from hub3d.jobs.files import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams
 from hub3d.workers.pool import WorkerPool
 
-__all__ = ["ParsedRequest", "parse_generate_request", "preload_imaging", "write_job_inputs"]
+__all__ = [
+    "ParsedRequest",
+    "parse_generate_request",
+    "preload_imaging",
+    "validate_params",
+    "write_job_inputs",
+]
 
-_RESERVED = ("image", "image_url", "model", "mask")
+
+
+def validate_params(model: str, backend: type[Backend], raw: dict[str, Any]) -> GenerateParams:
+    """The backend's own parameters model validates; a 422 says what was wrong and, for a
+    parameter the model does not take, which ones it does."""
+    try:
+        return backend.params_model.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+    unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
+    details = [f"{'.'.join(str(p) for p in e['loc']) or 'params'}: "
+               f"{e['msg'].removeprefix('Value error, ')}"
+               for e in errors if e["type"] != "extra_forbidden"]
+    if unknown:
+        takes = ", ".join(backend.params_model.model_fields)
+        details.append(f"model '{model}' does not take {', '.join(unknown)}; it takes {takes}"
+                       " (GET /models has each one's range and default)")
+    raise InvalidParams(f"invalid parameters for model '{model}': {'; '.join(details)}")
 
 
 @dataclass
@@ -116,14 +140,8 @@ async def parse_generate_request(
         raise InvalidInput("send exactly one of 'image' (base64 or file upload) and 'image_url'")
     if url is not None and not isinstance(url, str):
         raise InvalidInput("'image_url' must be a string")
-    raw = {k: v for k, v in fields.items() if k not in _RESERVED}
-    try:
-        params = backend.params_model.model_validate(raw)
-    except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidParams(f"invalid parameters for model '{model}': {details}") from None
+    params = validate_params(model, backend, {k: v for k, v in fields.items()
+                                              if k not in RESERVED})
     if _overrides_check(backend):
         await run_in_threadpool(backend.check_request, params)  # may probe another Python env
     return ParsedRequest(model, params, image, url, fields.get("mask"))

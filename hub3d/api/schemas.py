@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from hub3d.models.base import Backend
 
 __all__ = [
     "error_responses",
     "ErrorBody",
     "ErrorResponse",
-    "GenerateRequest",
+    "RESERVED",
+    "generate_request_body",
     "HealthResponse",
     "JobAccepted",
     "JobView",
@@ -20,22 +23,45 @@ __all__ = [
 ]
 
 
-class GenerateRequest(BaseModel):
-    """JSON body of POST /generate. Model parameters beyond these are checked by the backend."""
+# Request fields that are not model parameters; the rest of a body is the model's parameters.
+RESERVED = ("image", "image_url", "model", "mask")
+_RESERVED_SCHEMA: dict[str, dict[str, Any]] = {
+    "image": {"type": "string", "description": "base64 image (PNG/JPEG/WebP); data: URLs accepted"},
+    "image_url": {"type": "string", "description": "http(s) URL to fetch the image from"},
+    "mask": {"type": "string", "description": "optional base64 mask image (white = object)"},
+}
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
 
-    image: str | None = Field(None, description="base64 image (PNG/JPEG/WebP); data: URLs accepted")
-    image_url: str | None = Field(None, description="http(s) URL to fetch the image from")
-    model: str | None = Field(None, description="backend name; default: the first served model")
-    mask: str | None = Field(None, description="optional base64 mask image (white = object)")
-    seed: int | None = None
-    output_format: str | None = Field(None, description="glb or ply")
-    with_texture: bool | None = None
-    texture_resolution: int | None = None
-    remesh_option: str | None = Field(None, description="none, triangle or quad")
-    vertex_count: int | None = None
-    foreground_ratio: float | None = None
+def _request_schema(name: str, cls: type[Backend], default: bool, defs: dict[str, Any],
+                    multipart: bool) -> dict[str, Any]:
+    """One model's POST /generate body: the reserved fields plus its parameters model."""
+    params = cls.params_model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs.update(params.pop("$defs", {}))
+    model = {"type": "string", "enum": [name],
+             "description": "omit for the default model" if default else "this model's name"}
+    reserved = dict(_RESERVED_SCHEMA)
+    if multipart:
+        reserved["image"] = {"type": "string", "format": "binary"}
+        reserved["mask"] = {"type": "string", "format": "binary"}
+    return {"title": f"{name} request", "type": "object",
+            "description": cls.description or name,
+            "properties": {**reserved, "model": model, **params.get("properties", {})},
+            "required": [] if default else ["model"], "additionalProperties": False}
+
+
+def generate_request_body(backends: dict[str, type[Backend]], default: str | None
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The OpenAPI requestBody of /generate and /generate/sync, built from each served backend's
+    parameters model, and the component schemas those refer to."""
+    defs: dict[str, Any] = {}
+    content: dict[str, Any] = {}
+    for media, multipart in (("application/json", False), ("multipart/form-data", True)):
+        variants = [_request_schema(n, c, n == default, defs, multipart)
+                    for n, c in backends.items()]
+        if not variants:  # no backend could be imported: /health says why
+            variants = [{"type": "object"}]
+        content[media] = {"schema": variants[0] if len(variants) == 1 else {"anyOf": variants}}
+    return {"required": True, "content": content}, defs
 
 
 class ErrorBody(BaseModel):

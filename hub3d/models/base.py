@@ -29,17 +29,20 @@ StageReporter = Callable[..., None]
 
 
 class GenerateParams(BaseModel):
-    """Parameters common to every backend; a backend narrows or extends them in a subclass."""
+    """What every backend honours; each backend declares the rest in its own subclass.
+
+    A backend's subclass is its one declaration of its parameters: requests are validated
+    against it, `/models` and the OpenAPI body show its JSON schema, and metadata.json records
+    its values. `extra="forbid"`: a parameter the backend does not take is refused (422), never
+    silently ignored.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(42, ge=0, le=2**32 - 1)
-    output_format: Literal["glb", "ply"] = "glb"
-    with_texture: bool = True
-    texture_resolution: int = Field(1024, ge=64, le=4096)
-    remesh_option: Literal["none", "triangle", "quad"] = "none"
-    vertex_count: int = Field(-1, ge=-1, le=200_000)
-    foreground_ratio: float = Field(0.85, ge=0.1, le=1.0)
+    seed: int = Field(42, ge=0, le=2**32 - 1,
+                      description="the same seed, image and parameters give the same result")
+    output_format: Literal["glb", "ply"] = Field(
+        "glb", description="glb: a mesh; ply: 3D Gaussian splats, where the model writes them")
 
 
 @dataclass

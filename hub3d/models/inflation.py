@@ -18,8 +18,8 @@ from PIL import Image, ImageStat
 from hub3d.errors import NoObjectDetected
 from hub3d.imaging.background import extract_foreground, resize_foreground
 from hub3d.imaging.preview import render_front, vertex_normals
-from hub3d.models.base import GenerateParams
 from hub3d.models.glb import write_glb
+from hub3d.models.inflate import InflateParams
 from hub3d.models.inflate_mesh import InflatedMesh, grid_side_for, inflate_mask
 from hub3d.models.splats import splat_ply_bytes
 
@@ -85,7 +85,7 @@ def _mesh_stats(mesh: InflatedMesh) -> dict[str, Any]:
                        mesh.vertices.max(0).round(4).tolist()]}
 
 
-def inflate_image(image: Image.Image, params: GenerateParams, mask: Image.Image | None = None,
+def inflate_image(image: Image.Image, params: InflateParams, mask: Image.Image | None = None,
                   report: Callable[..., None] | None = None) -> InflateResult:
     """The whole method on one image: callable directly (benchmarks) or from the worker."""
     report = report or (lambda *a, **k: None)
@@ -109,9 +109,6 @@ def inflate_image(image: Image.Image, params: GenerateParams, mask: Image.Image 
         data = _glb(mesh, texture, colors, normals, params.with_texture)
         media, suffix = GLB, ".glb"
     notes = list(fg.notes)
-    if params.remesh_option != "none":
-        notes.append(f"remesh_option={params.remesh_option} is not used by inflate: its mesh"
-                     " is already a regular grid (use vertex_count to change its density)")
     metadata = {
         "method": "silhouette inflation (classical, weight-free)",
         "background_removal": fg.method, "notes": notes, "mesh": _mesh_stats(mesh),

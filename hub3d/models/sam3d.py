@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -39,12 +39,14 @@ _MEDIA = {"glb": "model/gltf-binary", "ply": "application/octet-stream"}
 
 
 class SAM3DParams(GenerateParams):
-    """texture_resolution, remesh_option, vertex_count and foreground_ratio do not apply."""
+    """SAM-3D's own knobs: it takes no texture size, remesh or framing parameters."""
 
-    output_format: Literal["glb", "ply"] = "glb"
-    with_texture: bool = False  # textures need optional packages; off unless asked for
-    stage1_inference_steps: int | None = Field(None, ge=1, le=200)
-    stage2_inference_steps: int | None = Field(None, ge=1, le=200)
+    with_texture: bool = Field(False, description="bake a texture into the GLB (needs optional"
+                               " packages in the SAM-3D environment); false: vertex colours")
+    stage1_inference_steps: int | None = Field(None, ge=1, le=200,
+                                               description="null: upstream's default")
+    stage2_inference_steps: int | None = Field(None, ge=1, le=200,
+                                               description="null: upstream's default")
 
 
 def run_flags(params: SAM3DParams) -> dict[str, Any]:
@@ -77,6 +79,7 @@ class SAM3DBackend(Backend):
 
     @classmethod
     def check_request(cls, params: GenerateParams) -> None:
+        assert isinstance(params, SAM3DParams)
         if params.output_format == "glb" and params.with_texture:
             require_texture_support(sam3d_python())
 
@@ -139,8 +142,7 @@ class SAM3DBackend(Backend):
         extra = _write_ply(out, path) if params.output_format == "ply" else _write_glb(out, path)
         spent["export"] = round(time.perf_counter() - started, 6)
         return JobOutput(path, _MEDIA[params.output_format], {
-            "seed": params.seed, "with_texture": flags["with_texture_baking"],
-            "output_format": params.output_format, "background": method,
+            "background": method,  # the params are in metadata.json's "params" already
             "pipeline_flags": flags, "device": self.device, "model_timings": spent,
             "pose": _pose(out), **extra,
         })

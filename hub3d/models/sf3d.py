@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from hub3d.errors import InvalidParams, ModelError, NoObjectDetected
+from hub3d.errors import ModelError, NoObjectDetected
 from hub3d.jobs.files import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
 from hub3d.models.upstream import (
@@ -32,13 +32,25 @@ _GLB = "model/gltf-binary"
 
 
 class SF3DParams(GenerateParams):
-    """SF3D's own ranges (those of its demo app); it writes GLB only."""
+    """SF3D's own knobs, with the ranges of its demo app. It always textures; it writes GLB only."""
 
-    output_format: Literal["glb", "ply"] = "glb"  # ply parses, then check_request explains
-    texture_resolution: int = Field(1024, ge=512, le=2048)
-    remesh_option: Literal["none", "triangle", "quad"] = "none"
-    vertex_count: int = Field(-1, ge=-1, le=20_000)
-    foreground_ratio: float = Field(0.85, ge=0.5, le=1.0)
+    output_format: Literal["glb"] = Field("glb", description="glb: SF3D writes no PLY")
+    texture_resolution: int = Field(1024, ge=512, le=2048,
+                                    description="side of the baked texture in pixels")
+    remesh_option: Literal["none", "triangle", "quad"] = Field(
+        "none", description="remesh the output: none, triangle or quad (any case)")
+    vertex_count: int = Field(-1, ge=-1, le=20_000,
+                              description="target vertex count of the remesh; -1: no target")
+    foreground_ratio: float = Field(0.85, ge=0.5, le=1.0,
+                                    description="the object's size in the frame")
+
+    @field_validator("output_format", mode="before")
+    @classmethod
+    def _glb_only(cls, value: object) -> object:
+        if value != "glb" and isinstance(value, str):
+            raise ValueError(f"SF3D writes GLB only; output_format '{value}' is not available."
+                             " Send output_format=glb, or use model sam3d for a PLY.")
+        return value
 
     @field_validator("remesh_option", mode="before")
     @classmethod
@@ -106,14 +118,6 @@ class SF3DBackend(Backend):
     device_kind = "cuda"
     vram_gb = 8.0
 
-    @classmethod
-    def check_request(cls, params: GenerateParams) -> None:
-        if params.output_format != "glb":
-            raise InvalidParams(
-                f"SF3D writes GLB only; output_format '{params.output_format}' is not "
-                "available. Send output_format=glb, or use model sam3d for a PLY."
-            )
-
     def load(self, device: str) -> None:
         add_source_tree("HUB3D_SF3D_SRC", "sf3d/system.py", "Stability-AI/stable-fast-3d")
         try:
@@ -143,7 +147,6 @@ class SF3DBackend(Backend):
     def run(self, job: JobInput, report: StageReporter) -> JobOutput:
         params = job.params
         assert isinstance(params, SF3DParams)
-        self.check_request(params)  # a job queued by an older server must still get the reason
         spent: dict[str, float] = {}
         try:
             report("preprocessing", "removing the background")
@@ -166,11 +169,7 @@ class SF3DBackend(Backend):
         started = time.perf_counter()
         atomic_write_bytes(path, _glb_bytes(mesh))
         spent["export_glb"] = round(time.perf_counter() - started, 6)
-        return JobOutput(path, _GLB, {
-            "texture_resolution": params.texture_resolution,
-            "remesh_option": params.remesh_option,
-            "vertex_count_target": params.vertex_count,
-            "foreground_ratio": params.foreground_ratio,
+        return JobOutput(path, _GLB, {  # the params are in metadata.json's "params" already
             "vertices": int(len(mesh.vertices)),
             "faces": int(len(mesh.faces)),
             "background": method,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub3d.errors import ModelError
-from hub3d.models.base import Backend, JobInput
+from hub3d.models.base import Backend, GenerateParams, JobInput
 from hub3d.models.registry import load_backend_class
 from hub3d.workers.protocol import decode, write_message
 
@@ -48,6 +48,13 @@ class _StageClock:
         return self.timings
 
 
+def stored_params(cls: type[Backend], params: dict[str, Any]) -> GenerateParams:
+    """A queued job's params. A job queued by an older server may carry parameters this model
+    no longer declares; it always ignored them, so they are dropped, not a reason to fail."""
+    return cls.params_model.model_validate(
+        {k: v for k, v in params.items() if k in cls.params_model.model_fields})
+
+
 def _run_job(backend: Backend, cls: type[Backend], msg: dict[str, Any], send: Any) -> bool:
     """Run one job; returns False when the worker must exit afterwards."""
     job_id = msg["job_id"]
@@ -59,7 +66,7 @@ def _run_job(backend: Backend, cls: type[Backend], msg: dict[str, Any], send: An
             job_id=job_id,
             job_dir=job_dir,
             image_path=job_dir / "input.png",
-            params=cls.params_model.model_validate(msg["params"]),
+            params=stored_params(cls, msg["params"]),
             mask_path=job_dir / "mask.png" if msg.get("has_mask") else None,
         )
         out = backend.run(job, clock)

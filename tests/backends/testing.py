@@ -12,6 +12,7 @@ import time
 from typing import ClassVar, Literal
 
 import trimesh
+from pydantic import Field
 
 from hub3d.errors import ModelError, OutOfMemory
 from hub3d.jobs.files import atomic_write_bytes
@@ -19,8 +20,9 @@ from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, Stag
 
 
 class SlowParams(GenerateParams):
-    sleep_s: float = 0.0
-    fail: Literal["none", "error", "bug", "segfault", "exit", "oom", "kill", "after"] = "none"
+    sleep_s: float = Field(0.0, ge=0, le=3600, description="seconds to sleep in inference")
+    fail: Literal["none", "error", "bug", "segfault", "exit", "oom", "kill", "after"] = Field(
+        "none", description="how to fail: a model error, a bug, a crash, an OOM, a broken extra")
 
 
 class SlowBackend(Backend):

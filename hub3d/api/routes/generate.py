@@ -14,7 +14,7 @@ from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.errors import error_response
 from hub3d.api.files import send_file
 from hub3d.api.inputs import ParsedRequest, parse_generate_request, write_job_inputs
-from hub3d.api.schemas import GenerateRequest, JobAccepted, error_responses
+from hub3d.api.schemas import JobAccepted, error_responses
 from hub3d.api.views import job_urls
 from hub3d.errors import IdempotencyKeyReused
 from hub3d.jobs.models import Job, JobStatus, new_job_id
@@ -25,23 +25,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["generate"])
 
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": GenerateRequest.model_json_schema()},
-            "multipart/form-data": {"schema": {
-                "type": "object",
-                "properties": {
-                    "image": {"type": "string", "format": "binary"},
-                    "mask": {"type": "string", "format": "binary"},
-                    **{k: {"type": "string"} for k in GenerateRequest.model_fields
-                       if k not in ("image", "mask")},
-                },
-            }},
-        },
-    }
-}
 _ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 503)
 
 
@@ -90,8 +73,8 @@ async def _submit(request: Request, settings: SettingsDep, pool: PoolDep, schedu
         raise
 
 
-@router.post("/generate", status_code=202, response_model=JobAccepted, openapi_extra=_BODY,
-             responses=_ERRORS)
+# The request body is documented per served model: see hub3d.api.app (the OpenAPI hook).
+@router.post("/generate", status_code=202, response_model=JobAccepted, responses=_ERRORS)
 async def generate(request: Request, response: Response, settings: SettingsDep, pool: PoolDep,
                    scheduler: SchedulerDep, store: StoreDep,
                    idempotency_key: IdempotencyKey = None) -> JobAccepted:
@@ -109,7 +92,7 @@ async def generate(request: Request, response: Response, settings: SettingsDep, 
                        status_url=status_url, message=message)
 
 
-@router.post("/generate/sync", openapi_extra=_BODY, responses={
+@router.post("/generate/sync", responses={
     200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}},
           "description": "the generated file"},
     **error_responses(504), **_ERRORS})
