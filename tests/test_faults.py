@@ -137,7 +137,9 @@ def test_broken_model_degrades_health_never_crashes(start_server: Start, png_b64
     assert "weights not found" in health["models"]["broken"]["error"]
     assert health["models"]["broken"]["state"] == "failed"
     r = requests.post(f"{srv.url}/generate", json={"image": png_b64, "model": "broken"})
-    assert r.status_code == 503 and "failed to load" in r.json()["error"]["message"]
+    message = r.json()["error"]["message"]
+    assert r.status_code == 503 and "failed to load" in message
+    assert "retries the load after 30 s" in message and "{" not in message
     ok = requests.post(f"{srv.url}/generate/sync", json={"image": png_b64})
     assert ok.status_code == 200 and ok.content[:4] == b"glTF"
 
@@ -169,3 +171,17 @@ def test_worker_runs_under_the_configured_python(start_server: Start, png_b64: s
     assert mark.exists()
     slow = {m["name"]: m for m in requests.get(f"{srv.url}/models").json()}["slow"]
     assert slow["state"] == "ready"
+
+
+def test_timings_name_the_model_load_and_survive_a_failure(start_server: Start,
+                                                           png_b64: str) -> None:
+    srv = start_server("--models", TEST_MODELS)
+    first = wait_done(srv.url, submit(srv.url, png_b64, sleep_s=0.3, fail="error"))
+    assert first["status"] == "failed" and "asked to fail" in first["error"]
+    spent = first["timings"]
+    assert {"intake", "model_load", "preprocessing", "total", "queue_wait"} <= set(spent), spent
+    assert spent["inference"] >= 0.3 and spent["model_load"] > 0
+    second = wait_done(srv.url, submit(srv.url, png_b64))
+    assert second["status"] == "completed"
+    assert "model_load" not in second["timings"]  # the worker was up: nothing was loaded
+    assert second["timings"]["total"] > 0

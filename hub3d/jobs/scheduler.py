@@ -204,10 +204,15 @@ class Scheduler:
         """Run the job on its slot; returns the call that records how it ended."""
         job = self.get(job_id)
         report = self._on_stage(job_id)
+        spent: dict[str, float] = {}  # the control plane's share: the model load, when it ran
         try:
             if not slot.ready:
                 report("loading_model", f"loading {job.model} on {slot.device}")
-            await self.pool.ensure_started(slot, report)
+                started = time.perf_counter()
+                try:
+                    await self.pool.ensure_started(slot, report)
+                finally:
+                    spent["model_load"] = round(time.perf_counter() - started, 6)
             if self.get(job_id).status is not JobStatus.PROCESSING:
                 return lambda: None  # canceled while the model loaded
             request = {"job_id": job.id, "job_dir": str(self.store.job_dir(job.id)),
@@ -215,9 +220,9 @@ class Scheduler:
             msg = await self.pool.run(slot, request, report)
         except ModelLoadFailed as exc:
             return partial(self._fail_if_running, job_id,
-                           f"model '{job.model}' failed to load: {exc}")
+                           f"model '{job.model}' failed to load: {exc}", spent)
         except WorkerDied as exc:
-            return partial(self._fail_if_running, job_id, str(exc))
+            return partial(self._fail_if_running, job_id, str(exc), spent)
         except Exception as exc:  # never leave a job in "processing"
             if disk_full(exc):
                 reason = (f"the data dir ran out of space while the job ran ({exc}); free some"
@@ -225,10 +230,12 @@ class Scheduler:
             else:
                 log.exception("job %s: unexpected scheduler error", job_id)
                 reason = f"internal error: {type(exc).__name__}: {exc}"
-            return partial(self._fail_if_running, job_id, reason)
+            return partial(self._fail_if_running, job_id, reason, spent)
+        spent.update(msg.get("timings") or {})
         if msg["type"] == "done":
-            return partial(self._complete, job_id, slot, msg)
-        return partial(self._fail_if_running, job_id, msg.get("error") or "the model failed")
+            return partial(self._complete, job_id, slot, msg, spent)
+        return partial(self._fail_if_running, job_id, msg.get("error") or "the model failed",
+                       spent)
 
     async def _record_end(self, job_id: str, end: Callable[[], object]) -> None:
         """Record how a job ended; on a full disk keep trying until space comes back, so a
@@ -245,18 +252,27 @@ class Scheduler:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    def _fail_if_running(self, job_id: str, error: str) -> None:
+    @staticmethod
+    def _timings(job: Job, spent: dict[str, float], now: float) -> dict[str, float]:
+        """intake (control plane) first, then the model load and the worker's stages."""
+        timings = {**job.timings, **spent}
+        timings["queue_wait"] = round((job.started_at or now) - job.created_at, 6)
+        return timings
+
+    def _fail_if_running(self, job_id: str, error: str, spent: dict[str, float]) -> None:
         job = self.get(job_id)
         if job.status is JobStatus.PROCESSING:
-            self._finish(job, JobStatus.FAILED, error=error)
+            now = self.clock()
+            self._finish(job, JobStatus.FAILED, error=error,
+                         timings=self._timings(job, spent, now), now=now)
 
-    def _complete(self, job_id: str, slot: Slot, msg: dict[str, Any]) -> None:
+    def _complete(self, job_id: str, slot: Slot, msg: dict[str, Any],
+                  spent: dict[str, float]) -> None:
         job = self.get(job_id)
         if job.status is not JobStatus.PROCESSING:
             return  # canceled meanwhile: keep it canceled
         now = self.clock()
-        timings = {**job.timings, **(msg.get("timings") or {})}  # intake (control plane) first
-        timings["queue_wait"] = round((job.started_at or now) - job.created_at, 6)
+        timings = self._timings(job, spent, now)
         metadata = {
             "job_id": job.id, "model": job.model, "device": slot.device, "params": job.params,
             "timings": timings, "result": msg["result"], "media_type": msg["media_type"],

@@ -55,6 +55,13 @@ def stored_params(cls: type[Backend], params: dict[str, Any]) -> GenerateParams:
         {k: v for k, v in params.items() if k in cls.params_model.model_fields})
 
 
+def _spent(clock: _StageClock, started: float) -> dict[str, float]:
+    """The job's stage durations so far, and its total: a failed job keeps them too."""
+    timings = clock.finish()
+    timings["total"] = round(time.perf_counter() - started, 6)
+    return timings
+
+
 def _run_job(backend: Backend, cls: type[Backend], msg: dict[str, Any], send: Any) -> bool:
     """Run one job; returns False when the worker must exit afterwards."""
     job_id = msg["job_id"]
@@ -71,18 +78,15 @@ def _run_job(backend: Backend, cls: type[Backend], msg: dict[str, Any], send: An
         )
         out = backend.run(job, clock)
     except ModelError as exc:
-        clock.finish()
         send({"type": "failed", "job_id": job_id, "error": exc.message, "code": exc.code,
-              "restart": exc.restart_worker})
+              "restart": exc.restart_worker, "timings": _spent(clock, started)})
         return not exc.restart_worker
     except Exception as exc:  # a model bug must fail the job, not the worker
         traceback.print_exc()
-        clock.finish()
         send({"type": "failed", "job_id": job_id, "code": "model_error", "restart": False,
-              "error": f"{type(exc).__name__}: {exc}"})
+              "error": f"{type(exc).__name__}: {exc}", "timings": _spent(clock, started)})
         return True
-    timings = clock.finish()
-    timings["total"] = round(time.perf_counter() - started, 6)
+    timings = _spent(clock, started)
     send({"type": "done", "job_id": job_id, "result": out.result_path.name,
           "media_type": out.media_type, "metadata": out.metadata, "timings": timings})
     if out.after is not None:

@@ -123,7 +123,8 @@ class WorkerPool:
         if entry.error and recent and entry.state != "ready":
             raise ModelUnavailable(
                 f"model '{model}' failed to load: {entry.error}. Fix the cause (see"
-                " `hub3d doctor`); the next job retries the load after {int(LOAD_RETRY_AFTER_S)} s."
+                " `hub3d doctor`); the next job retries the load after"
+                f" {int(LOAD_RETRY_AFTER_S)} s."
             )
 
     def acquire(self, model: str) -> Slot | None:

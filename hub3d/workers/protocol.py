@@ -5,7 +5,7 @@ worker → control plane:  {"type": "loading"} → {"type": "ready", "load_s", "
                          | {"type": "load_failed", "error"}
                          per job: {"type": "stage", "job_id", "stage", "message"}* then
                          {"type": "done", "job_id", "result", "media_type", "metadata", "timings"}
-                         | {"type": "failed", "job_id", "error", "code", "restart"}
+                         | {"type": "failed", "job_id", "error", "code", "restart", "timings"}
 Images and results never travel over the pipe: they are files in the job folder.
 """
 
