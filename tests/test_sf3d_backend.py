@@ -121,6 +121,8 @@ def test_job_passes_upstream_the_exact_arguments(sf3d_server: ServerProcess, sta
     assert {"preprocessing", "inference", "exporting"} <= set(meta["timings"])
     assert {"background", "resize_foreground", "run_image", "export_glb"} <= \
         set(meta["model_timings"])
+    preview = requests.get(f"{sf3d_server.url}/job/{r.headers['X-Job-Id']}/preview", timeout=30)
+    assert preview.status_code == 200 and preview.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("params, needle", [

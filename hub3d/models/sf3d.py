@@ -8,6 +8,7 @@ and model.safetensors, or a Hugging Face id (default: the gated stabilityai/stab
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -29,6 +30,7 @@ __all__ = ["DEFAULT_CHECKPOINT", "SF3DBackend", "SF3DParams", "check_checkpoint"
 DEFAULT_CHECKPOINT = "stabilityai/stable-fast-3d"
 CONFIG_NAME, WEIGHT_NAME = "config.yaml", "model.safetensors"
 _GLB = "model/gltf-binary"
+_RECIPE = "kernel_setup/setup_sf3d_kernel.sh"
 
 
 class SF3DParams(GenerateParams):
@@ -117,6 +119,7 @@ class SF3DBackend(Backend):
     params_model: ClassVar[type[GenerateParams]] = SF3DParams
     device_kind = "cuda"
     vram_gb = 8.0
+    writes_preview = True
 
     def load(self, device: str) -> None:
         add_source_tree("HUB3D_SF3D_SRC", "sf3d/system.py", "Stability-AI/stable-fast-3d")
@@ -125,15 +128,18 @@ class SF3DBackend(Backend):
             from sf3d.system import SF3D
         except ImportError as exc:
             raise ModelError(
-                f"cannot import the SF3D code ({exc}). Set HUB3D_SF3D_SRC to a checkout of "
-                "github.com/Stability-AI/stable-fast-3d with its extensions built "
-                "(texture_baker, uv_unwrapper), in this Python environment."
+                f"cannot import the SF3D code ({exc}) in {sys.executable}. Serve SF3D from the "
+                f"env {_RECIPE} builds (add --cpu without a GPU), or point HUB3D_PYTHON_SF3D at "
+                "its python, and HUB3D_SF3D_SRC at the stable-fast-3d checkout whose extensions "
+                "(texture_baker, uv_unwrapper) it built; `hub3d doctor` checks both."
             ) from exc
         checkpoint = check_checkpoint(
             os.environ.get("HUB3D_SF3D_CHECKPOINT", "").strip() or DEFAULT_CHECKPOINT
         )
         try:
             model = SF3D.from_pretrained(checkpoint, CONFIG_NAME, WEIGHT_NAME)
+        except ImportError as exc:
+            raise ModelError(_build_import_hint(exc, checkpoint)) from exc
         except Exception as exc:
             message = hub_error_message(exc, checkpoint, "sf3d")
             if message:
@@ -141,6 +147,11 @@ class SF3DBackend(Backend):
             raise
         model.to(device)
         model.eval()
+        # Upstream builds the marching-tets edge table on the first mesh (~20 s on a CPU at the
+        # real grid size): pay it here, once per worker, not in the first job.
+        helper = getattr(model, "isosurface_helper", None)
+        if helper is not None:
+            _ = helper.all_edges
         self.model, self.utils = model, sf3d_utils
         self.device, self.checkpoint = device, checkpoint
 
@@ -176,7 +187,7 @@ class SF3DBackend(Backend):
             "device": self.device,
             "checkpoint": self.checkpoint,
             "model_timings": spent,
-        })
+        }, after=lambda: atomic_write_bytes(job.job_dir / "preview.png", _preview_png(mesh)))
 
     def _foreground(self, job: JobInput, spent: dict[str, float], ratio: float) -> tuple[Any, str]:
         from hub3d.imaging.background import extract_foreground
@@ -204,9 +215,41 @@ class SF3DBackend(Backend):
         return mesh
 
 
+def _build_import_hint(exc: ImportError, checkpoint: str) -> str:
+    """Upstream imports the classes its config names only when it builds the model, so a
+    broken env passes `import sf3d.system` and fails here: say which of the two it is."""
+    config = Path(checkpoint) / CONFIG_NAME if Path(checkpoint).is_dir() else (
+        f"{checkpoint}'s {CONFIG_NAME}")
+    return (
+        f"building the SF3D model failed: {type(exc).__name__}: {exc}. SF3D imports the classes "
+        f"{config} names only now. If a package is missing or too old (this SF3D code needs "
+        f"torch >= 2.4), rebuild the env with {_RECIPE} and run `hub3d doctor`; if a class "
+        "path is wrong, use the config.yaml of stabilityai/stable-fast-3d (paths 'sf3d.…')."
+    )
+
+
 def _glb_bytes(mesh: Any) -> bytes:
     import trimesh
     from trimesh.exchange.gltf import export_glb
 
     data: bytes = export_glb(trimesh.Scene(mesh), include_normals=True)  # type: ignore[no-untyped-call]
     return data
+
+
+def _preview_png(mesh: Any, side: int = 256) -> bytes:
+    """A front thumbnail, coloured from the baseColor texture at each vertex's UV."""
+    import io
+
+    import numpy as np
+    from trimesh.visual.color import uv_to_color
+
+    from hub3d.imaging.preview import render_front
+
+    visual = mesh.visual
+    texture = getattr(getattr(visual, "material", None), "baseColorTexture", None)
+    colors = uv_to_color(visual.uv, texture) if texture is not None else visual.vertex_colors
+    # SF3D's GLB has the input camera on -z; turn 180° about y so the photo's side faces +z.
+    turned = np.asarray(mesh.vertices) * np.array([-1.0, 1.0, -1.0])
+    buf = io.BytesIO()
+    render_front(turned, np.asarray(mesh.faces), colors, side).save(buf, format="PNG")
+    return buf.getvalue()
