@@ -18,6 +18,7 @@ from typing import Any
 from hub3d.errors import ModelError
 from hub3d.models.base import Backend, GenerateParams, JobInput
 from hub3d.models.registry import load_backend_class
+from hub3d.workers.lifeline import die_with_parent
 from hub3d.workers.protocol import decode, write_message
 
 __all__ = ["main"]
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
+    die_with_parent()
     faulthandler.enable()  # a segfault leaves a Python traceback in the worker log
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)

@@ -81,6 +81,7 @@ class WorkerProcess:
             p for p in (_SRC_ROOT, env.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"
+        env["HUB3D_PARENT_PID"] = str(os.getpid())  # the worker ends when this process does
         if self.device.startswith("cuda"):
             # One GPU per worker: the model sees its card as cuda:0.
             env["CUDA_VISIBLE_DEVICES"] = self.device.partition(":")[2] or "0"
