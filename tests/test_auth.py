@@ -39,3 +39,16 @@ def test_every_route_needs_the_key(start_server: Callable[..., ServerProcess],
 def test_binds_loopback_by_default(start_server: Callable[..., ServerProcess]) -> None:
     srv = start_server("--models", "inflate")
     assert "http://127.0.0.1:" in srv.log()
+
+
+def test_docs_declare_the_key_so_try_it_out_sends_it(
+        start_server: Callable[..., ServerProcess], png_b64: str) -> None:
+    srv = start_server("--models", "inflate", env={"HUB3D_API_KEY": KEY})
+    spec = requests.get(f"{srv.url}/openapi.json").json()
+    (scheme,) = spec["components"]["securitySchemes"].values()
+    assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    name = next(iter(spec["components"]["securitySchemes"]))
+    guarded = [(p, m) for p, ops in spec["paths"].items() for m, op in ops.items()
+               if {name: []} in op.get("security", [])]
+    assert ("/generate", "post") in guarded and ("/job/{job_id}/download", "get") in guarded
+    assert ("/health", "get") not in guarded  # open for the hub's and the laptop's checks

@@ -1,15 +1,22 @@
 """X-API-Key check (constant time). The key travels in its own header so it never clashes with
-the hub proxy's `Authorization: token …`."""
+the hub proxy's `Authorization: token …`. Declared as an API-key security scheme, so /docs has
+an Authorize button and its "Try it out" sends the key."""
 
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader
 
 from hub3d.errors import Unauthorized
 
-__all__ = ["key_ok", "require_api_key"]
+__all__ = ["api_key_header", "key_ok", "require_api_key"]
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="APIKey",
+    description="the key the server printed (HUB3D_API_KEY, or DATA_DIR/api_key)")
 
 
 def key_ok(request: Request) -> bool:
@@ -20,6 +27,7 @@ def key_ok(request: Request) -> bool:
     return secrets.compare_digest(given.encode(), expected.encode())
 
 
-async def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request,
+                          _key: Annotated[str | None, Security(api_key_header)] = None) -> None:
     if not key_ok(request):
         raise Unauthorized("missing or wrong API key: send it in the X-API-Key header")
