@@ -154,12 +154,6 @@ def test_sf3d_kernel_without_gpu_or_arch_says_what_to_do(tmp_path: Path) -> None
     assert out.returncode == 1 and "--arch 8.9" in out.stderr
 
 
-def test_sam3d_env_dry_run(tmp_path: Path) -> None:
-    out = dry_run("setup_sam3d_env.sh", "--env", str(tmp_path / "sam"))
-    assert "cuda-12.1.0" in out and "torch==2.5.1" in out
-    assert f"export HUB3D_SAM3D_PYTHON={tmp_path / 'sam'}/bin/python" in out
-
-
 def test_patch_kernelspec(tmp_path: Path) -> None:
     spec = tmp_path / "kernel.json"
     spec.write_text(json.dumps({"argv": ["python"], "display_name": "x", "language": "python"}))
