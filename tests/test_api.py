@@ -160,6 +160,7 @@ def test_health_queue_models_metrics(server: ServerProcess) -> None:
     assert "sleep_s" in models["slow"]["parameters"]["properties"]
     q = requests.get(f"{server.url}/queue").json()
     assert {"queued", "processing", "order"} <= set(q)
+    assert q["slots"] == q["max_concurrent"] == 2  # one per model: inflate and slow, on the CPU
     text = requests.get(f"{server.url}/metrics").text
     assert 'hub3d_jobs_finished_total{model="inflate",status="completed"}' in text
     assert "hub3d_job_processing_seconds_bucket" in text

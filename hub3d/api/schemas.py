@@ -113,7 +113,10 @@ class QueueView(BaseModel):
     queued: int
     processing: int
     max_queue_size: int
-    max_concurrent: int
+    slots: int = Field(description="worker slots over all models and devices: how many jobs"
+                                   " can run at once")
+    max_concurrent: int = Field(description="the same number as slots (its older name, kept"
+                                            " for existing clients)")
     order: list[dict[str, Any]] = Field(default_factory=list)
 
 

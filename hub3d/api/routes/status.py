@@ -12,7 +12,7 @@ from hub3d import __version__
 from hub3d.api.auth import key_ok, require_api_key
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.schemas import HealthResponse, ModelInfo, QueueView, error_responses
-from hub3d.jobs.models import JobStatus
+from hub3d.jobs.record import JobStatus
 
 __all__ = ["open_router", "router"]
 
@@ -24,9 +24,10 @@ def _queue_counts(request: Request) -> dict[str, int]:
     settings, store, pool = (request.app.state.settings, request.app.state.store,
                              request.app.state.pool)
     counts = store.counts()
+    slots = sum(len(e.slots) for e in pool.models.values())
+    # "max_concurrent" was this number's first name; it stays, as clients read it.
     return {"queued": counts["queued"], "processing": counts["processing"],
-            "max_queue_size": settings.max_queue_size,
-            "max_concurrent": sum(len(e.slots) for e in pool.models.values())}
+            "max_queue_size": settings.max_queue_size, "slots": slots, "max_concurrent": slots}
 
 
 @open_router.get("/health", response_model=HealthResponse, response_model_exclude_none=True)
