@@ -6,8 +6,8 @@ The same work the hub3d worker does for one job, with no HTTP, queue, process or
 from __future__ import annotations
 
 from hub3d.imaging.decode import decode_image
-from hub3d.models.inflate import InflateParams
-from hub3d.models.inflation import inflate_image
+from hub3d.models.inflate.backend import InflateParams
+from hub3d.models.inflate.method import inflate_image
 
 __all__ = ["infer"]
 

@@ -93,7 +93,7 @@ def _hub_download(item: HubFiles, model: str, weights: Path, cache: Path,
 def _fetch_u2net(folder: Path) -> Path:
     import requests
 
-    from hub3d.jobs.files import temp_path_for
+    from hub3d.fsutil import temp_path_for
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "u2net.onnx"
@@ -172,7 +172,7 @@ def write_offline_env(data_dir: Path, settings: dict[str, str]) -> Path:
     current.update(settings)
     lines = ["# written by `hub3d fetch-weights`; load with: set -a; . ./offline.env; set +a"]
     lines += [f"{k}={v}" for k, v in current.items()]
-    from hub3d.jobs.files import atomic_write_bytes
+    from hub3d.fsutil import atomic_write_bytes
 
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path

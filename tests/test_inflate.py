@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from hub3d.errors import NoObjectDetected
 from hub3d.models.base import JobInput
 from hub3d.models.inflate import InflateBackend, InflateParams
-from hub3d.models.inflation import inflate_image
+from hub3d.models.inflate.method import inflate_image
 from tests.conftest import REPO
 from tests.gltf_check import assert_valid_glb
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub3d.errors import Hub3DError, QueueFull
-from hub3d.jobs.files import disk_full
+from hub3d.fsutil import disk_full
 
 __all__ = ["error_response", "install_error_handlers"]
 

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from hub3d.api.schemas import RESERVED
 from hub3d.config import Settings
 from hub3d.errors import ImageTooLarge, InvalidInput, InvalidParams, UnsupportedMedia
-from hub3d.jobs.files import atomic_write_bytes
+from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams
 from hub3d.workers.pool import WorkerPool
 

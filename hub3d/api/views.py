@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hub3d.api.schemas import JobView, Timestamps
-from hub3d.jobs.models import Job, JobStatus
+from hub3d.jobs.record import Job, JobStatus
 from hub3d.jobs.store import JobStore
 
 __all__ = ["job_view", "job_urls"]

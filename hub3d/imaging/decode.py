@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hub3d.errors import ImageTooLarge, InvalidInput, UnsupportedMedia
-from hub3d.jobs.files import temp_path_for
+from hub3d.fsutil import temp_path_for
 
 __all__ = ["ACCEPTED_FORMATS", "DecodedImage", "decode_image", "save_png", "storable_png"]
 

@@ -14,8 +14,8 @@ from typing import Any
 from hub3d import __version__
 from hub3d.config import Settings
 from hub3d.errors import JobNotFound, JobNotReady, QueueFull
-from hub3d.jobs.files import atomic_write_json, disk_full
-from hub3d.jobs.models import Job, JobStatus
+from hub3d.fsutil import atomic_write_json, disk_full
+from hub3d.jobs.record import Job, JobStatus
 from hub3d.jobs.store import JobStore
 from hub3d.workers.pool import Slot, WorkerPool
 from hub3d.workers.process import ModelLoadFailed, WorkerDied

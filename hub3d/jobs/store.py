@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hub3d.jobs.models import Job, JobStatus, valid_job_id
+from hub3d.jobs.record import Job, JobStatus, valid_job_id
 
 __all__ = ["JobStore"]
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from hub3d.errors import ModelError, NoObjectDetected
-from hub3d.jobs.files import atomic_write_bytes, temp_path_for
+from hub3d.fsutil import atomic_write_bytes, temp_path_for
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
 from hub3d.models.sam3d_env import (
     MIP_RASTERIZER_FIX,

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from hub3d.errors import ModelError, NoObjectDetected
-from hub3d.jobs.files import atomic_write_bytes
+from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
 from hub3d.models.upstream import (
     add_source_tree,

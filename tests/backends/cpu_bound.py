@@ -13,7 +13,7 @@ from typing import ClassVar
 import trimesh
 from pydantic import Field
 
-from hub3d.jobs.files import atomic_write_bytes
+from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
 
 

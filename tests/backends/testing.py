@@ -15,7 +15,7 @@ import trimesh
 from pydantic import Field
 
 from hub3d.errors import ModelError, OutOfMemory
-from hub3d.jobs.files import atomic_write_bytes
+from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
 
 

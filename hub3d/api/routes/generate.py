@@ -12,12 +12,12 @@ from fastapi.responses import JSONResponse, Response
 
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.errors import error_response
-from hub3d.api.files import send_file
+from hub3d.api.file_response import send_file
 from hub3d.api.inputs import ParsedRequest, parse_generate_request, write_job_inputs
 from hub3d.api.schemas import JobAccepted, error_responses
 from hub3d.api.views import job_urls
 from hub3d.errors import IdempotencyKeyReused
-from hub3d.jobs.models import Job, JobStatus, new_job_id
+from hub3d.jobs.record import Job, JobStatus, new_job_id
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
 

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
-from hub3d.api.files import send_file
+from hub3d.api.file_response import send_file
 from hub3d.api.schemas import JobView, error_responses
 from hub3d.api.views import job_view
 from hub3d.errors import Hub3DError, JobNotFound, JobNotReady
-from hub3d.jobs.models import Job, JobStatus
+from hub3d.jobs.record import Job, JobStatus
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
 from hub3d.workers.pool import WorkerPool

@@ -13,7 +13,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from hub3d.jobs.models import Job, JobStatus
+from hub3d.jobs.record import Job, JobStatus
 
 __all__ = ["Metrics", "router"]
 

@@ -1,7 +1,7 @@
 """The method behind the `inflate` backend (CPU, deterministic, weight-free).
 
 Classical silhouette inflation, not a learned model: background removal → object scaled by
-`foreground_ratio` onto a square canvas → inflated closed surface (inflate_mesh) → the photo as
+`foreground_ratio` onto a square canvas → inflated closed surface (mesh.py) → the photo as
 the texture of both sides (or vertex colours) → GLB; `ply` writes 3D Gaussian splats.
 """
 
@@ -18,10 +18,10 @@ from PIL import Image, ImageStat
 from hub3d.errors import NoObjectDetected
 from hub3d.imaging.background import extract_foreground, resize_foreground
 from hub3d.imaging.preview import render_front, vertex_normals
-from hub3d.models.glb import write_glb
-from hub3d.models.inflate import InflateParams
-from hub3d.models.inflate_mesh import InflatedMesh, grid_side_for, inflate_mask
-from hub3d.models.splats import splat_ply_bytes
+from hub3d.models.inflate.backend import InflateParams
+from hub3d.models.inflate.glb import write_glb
+from hub3d.models.inflate.mesh import InflatedMesh, grid_side_for, inflate_mask
+from hub3d.models.inflate.splats import splat_ply_bytes
 
 __all__ = ["InflateResult", "inflate_image", "preview_png"]
 

@@ -1,4 +1,7 @@
-"""Job folder files: always written to a temporary name, then renamed into place."""
+"""Files written whole or not at all (a temporary name, then a rename), and telling a full disk.
+
+Ground floor: backends, imaging and the job store all use it; it imports nothing of hub3d.
+"""
 
 from __future__ import annotations
 

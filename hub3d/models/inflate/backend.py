@@ -1,6 +1,6 @@
 """`inflate`: the built-in, weight-free backend (CPU, deterministic).
 
-Classical silhouette inflation (hub3d.models.inflation), not a learned model. This module stays
+Classical silhouette inflation (hub3d.models.inflate.method), not a learned model. This module stays
 cheap to import, as the control plane imports it: the method's numpy/Pillow/OpenCV code loads
 in the worker, in `load()`.
 """
@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from hub3d.jobs.files import atomic_write_bytes
+from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
 
 __all__ = ["InflateBackend", "InflateParams"]
@@ -41,9 +41,9 @@ class InflateBackend(Backend):
     writes_preview = True
 
     def load(self, device: str) -> None:
-        from hub3d.models import inflation  # no weights: loading is importing the method
+        from hub3d.models.inflate import method  # no weights: loading is importing the method
 
-        self.device, self._method = device, inflation
+        self.device, self._method = device, method
 
     def run(self, job: JobInput, report: StageReporter) -> JobOutput:
         assert isinstance(job.params, InflateParams)
