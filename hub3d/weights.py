@@ -1,8 +1,8 @@
 """`hub3d fetch-weights sf3d|sam3d`: download every file a model needs, then run offline.
 
 Run once on a machine with internet. Checkpoints land under `<data dir>/weights/`, the models
-they pull at construction (DINOv2, CLIP, MoGe, u2net) in caches there, and `<data dir>/offline.env`
-holds the settings that make later runs use only those files.
+they pull at construction (DINOv2, CLIP, MoGe; u2net for SF3D's background removal) in caches
+there, and `<data dir>/offline.env` holds the settings that make later runs use only those files.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from typing import Any
 
 from hub3d.errors import ModelError
 
-__all__ = ["PLANS", "FetchError", "fetch_weights", "register", "write_offline_env"]
+__all__ = ["DINO_DEFAULTS", "DINO_TARGET", "PLANS", "FetchError", "dino_hub_entries",
+           "fetch_weights", "register", "write_offline_env"]
 
 U2NET_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"
-DEFAULT_DINO_HUB = ("facebookresearch/dinov2", "dinov2_vitl14_reg")
+# SAM-3D builds DINOv2 with torch.hub inside this class; its configs may leave out either
+# argument, which then takes the class's default (sam3d_objects/.../embedder/dino.py).
+DINO_TARGET = "sam3d_objects.model.backbone.dit.embedder.dino.Dino"
+DINO_DEFAULTS = ("facebookresearch/dinov2", "dinov2_vitb14")
 
 
 class FetchError(Exception):
@@ -116,34 +120,27 @@ def _fetch_u2net(folder: Path) -> Path:
     return target
 
 
-def _dino_hub_entry(checkpoints: Path) -> tuple[str, str]:
-    """The torch.hub repo and model SAM-3D's configs name (upstream builds DINOv2 that way)."""
-    try:
-        import yaml
-    except ImportError:
-        return DEFAULT_DINO_HUB
+def dino_hub_entries(checkpoints: Path) -> list[tuple[str, str]]:
+    """Each (torch.hub repo, model) SAM-3D's configs build DINOv2 from, in the order found."""
+    import yaml
+
+    found: list[tuple[str, str]] = []
     for config in sorted(checkpoints.glob("*.yaml")):
-        found = _find_keys(yaml.safe_load(config.read_text()), ("repo_or_dir", "dino_model"))
-        if len(found) == 2:
-            return found["repo_or_dir"], found["dino_model"]
-    return DEFAULT_DINO_HUB
+        for node in _dino_nodes(yaml.safe_load(config.read_text())):
+            entry = (str(node.get("repo_or_dir", DINO_DEFAULTS[0])),
+                     str(node.get("dino_model", DINO_DEFAULTS[1])))
+            if entry not in found:
+                found.append(entry)
+    return found
 
 
-def _find_keys(node: Any, keys: tuple[str, ...]) -> dict[str, str]:
+def _dino_nodes(node: Any) -> list[dict[str, Any]]:
     if isinstance(node, dict):
-        here = {k: str(node[k]) for k in keys if k in node}
-        if len(here) == len(keys):
-            return here
-        for value in node.values():
-            found = _find_keys(value, keys)
-            if len(found) == len(keys):
-                return found
-    elif isinstance(node, list):
-        for value in node:
-            found = _find_keys(value, keys)
-            if len(found) == len(keys):
-                return found
-    return {}
+        here = [node] if node.get("_target_") == DINO_TARGET else []
+        return here + [n for value in node.values() for n in _dino_nodes(value)]
+    if isinstance(node, list):
+        return [n for value in node for n in _dino_nodes(value)]
+    return []
 
 
 def _fetch_torch_hub(repo: str, model: str, torch_home: Path) -> str:
@@ -184,7 +181,8 @@ def fetch_weights(model: str, data_dir: Path, token: str | None) -> list[str]:
     paths = _paths(data_dir)
     cache = paths["HF_HOME"] / "hub"
     done: list[str] = []
-    settings = {"HF_HUB_OFFLINE": "1", **{k: str(v) for k, v in paths.items() if k != "weights"}}
+    skip = {"weights"} if model == "sf3d" else {"weights", "U2NET_HOME"}
+    settings = {"HF_HUB_OFFLINE": "1", **{k: str(v) for k, v in paths.items() if k not in skip}}
     for item in PLANS[model]:
         where = _hub_download(item, model, paths["weights"], cache, token)
         done.append(f"{item.repo_id} → {where}")
@@ -198,8 +196,13 @@ def fetch_weights(model: str, data_dir: Path, token: str | None) -> list[str]:
         checkpoints = paths["weights"] / "sam3d" / "checkpoints"
         check_checkpoints(checkpoints)
         settings["HUB3D_SAM3D_CHECKPOINTS"] = str(checkpoints)
-        done.append(_fetch_torch_hub(*_dino_hub_entry(checkpoints), paths["TORCH_HOME"]))
-    done.append(f"u2net → {_fetch_u2net(paths['U2NET_HOME'])}")
+        entries = dino_hub_entries(checkpoints)
+        if not entries:
+            done.append(f"no {DINO_TARGET} in {checkpoints}/*.yaml: nothing to fetch through "
+                        "torch.hub")
+        done += [_fetch_torch_hub(repo, name, paths["TORCH_HOME"]) for repo, name in entries]
+    if model == "sf3d":  # the SAM-3D env has no rembg: its workers never read u2net
+        done.append(f"u2net → {_fetch_u2net(paths['U2NET_HOME'])}")
     done.append(f"settings → {write_offline_env(data_dir, settings)}")
     return done
 

@@ -31,6 +31,11 @@ REPOS: dict[str, dict[str, bytes]] = {
     "laion/CLIP-ViT-B-32-laion2B-s34B-b79K": {"open_clip_pytorch_model.bin": b"c" * 64},
     "facebook/sam-3d-objects": {
         "checkpoints/pipeline.yaml": b"_target_: sam3d_objects.pipeline.X\n",
+        # as upstream's configs do: the embedder names its model, repo_or_dir is the default
+        "checkpoints/ss_generator.yaml": (
+            b"module:\n  condition_embedder:\n    embedder_list:\n    - - _target_: "
+            b"sam3d_objects.model.backbone.dit.embedder.dino.Dino\n"
+            b"        dino_model: dinov2_vitg14_reg\n        input_size: 518\n"),
         "checkpoints/ss_generator.ckpt": b"s" * 64, "README.md": b"not wanted"},
     "Ruicheng/moge-vitl": {"model.pt": b"m" * 64},
 }
@@ -143,7 +148,11 @@ def test_sam3d_checkpoints_layout_and_env_merge(hub: tuple[str, type[FakeHub]],
     text = (data / "offline.env").read_text()
     assert "HUB3D_SF3D_CHECKPOINT=/kept" in text
     assert f"HUB3D_SAM3D_CHECKPOINTS={checkpoints}" in text
-    assert "DINOv2" in done.stdout  # fetched, or the exact command to run in the SAM-3D env
+    # here torch is absent: the exact command to run in the SAM-3D env, for the configured model
+    assert "torch.hub.load('facebookresearch/dinov2', 'dinov2_vitg14_reg'" in done.stdout
+    # the SAM-3D env has no rembg: no u2net download, no U2NET_HOME
+    assert "u2net" not in done.stdout and not (data / "weights" / "u2net").exists()
+    assert "U2NET_HOME" not in text
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -151,10 +151,7 @@ def _imported(node: ast.Import | ast.ImportFrom, path: Path, root: Path) -> list
         return [a.name for a in node.names]
     module = node.module or ""
     if node.level:
-        here = list(path.relative_to(root).with_suffix("").parts)
-        base = here[:-1] if here[-1] != "__init__" else here[:-1]
-        if here[-1] == "__init__":
-            base = here[:-1]
+        base = list(path.relative_to(root).with_suffix("").parts)[:-1]  # the file's package
         base = base[:len(base) - (node.level - 1)]
         module = ".".join(base + ([module] if module else []))
     return [module] + [f"{module}.{a.name}" for a in node.names if a.name != "*"]
