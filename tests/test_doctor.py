@@ -4,11 +4,22 @@ kernel_setup dry-runs."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from hub3d.doctor import explain, parse_nvcc, parse_smi_header, parse_smi_query, rows_from_facts
+import pytest
+
+from hub3d.doctor import (
+    explain,
+    parse_gcc,
+    parse_nvcc,
+    parse_smi_header,
+    parse_smi_query,
+    rows_from_facts,
+)
+from hub3d.models.sf3d import SF3DBackend
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data" / "doctor"
@@ -25,9 +36,11 @@ def facts(**over: object) -> dict[str, object]:
         "smi": read("nvidia-smi-rtx6000ada.txt"),
         "smi_query": read("nvidia-smi-query-rtx6000ada.csv"),
         "nvcc": read("nvcc-11.8.txt"),
-        "torch": json.loads(read("torch-cu118.json")),
-        "sf3d": {"sf3d": True, "baker_cuda": True},
+        "gcc": read("gcc-11-ubuntu2204.txt"),
+        "torch": json.loads(read("torch-2.4.1-cu118.json")),
+        "sf3d": json.loads(read("sf3d-probe-cu118.json")),
         "rembg_model": "/models/u2net.onnx", "sf3d_weights": "/w/model.safetensors",
+        "hf_offline": True, "hf_cached": {"DINOv2": True, "CLIP": True}, "ram_gb": 64.0,
         "server_proxy": None, "disk_free_gb": 120.0,
     }
     return {**base, **over}
@@ -52,7 +65,7 @@ def test_healthy_cu118_kernel_is_all_ok() -> None:
     rows = rows_from_facts(facts())
     assert [r.name for r in rows if r.status != "ok"] == []
     assert "535.183.01, supports CUDA <= 12.2" in by_name(rows)["NVIDIA driver"].found
-    assert "2.1.2+cu118 (CUDA 11.8)" in by_name(rows)["torch"].found
+    assert "2.4.1+cu118 (CUDA 11.8)" in by_name(rows)["torch"].found
 
 
 def test_cu128_torch_on_nvcc_118_is_the_mismatch_with_its_fix() -> None:
@@ -77,8 +90,9 @@ def test_recognises_a_baker_built_without_cuda() -> None:
     (row,) = explain(read("texture-baker-cpu-only.log"))
     assert row.name == "SF3D extensions" and row.status == "fail"
     assert "USE_CUDA=1" in row.fix and "TORCH_CUDA_ARCH_LIST" in row.fix
-    rows = by_name(rows_from_facts(facts(sf3d={"sf3d": True, "baker_cuda": False})))
-    assert rows["SF3D extensions"].status == "fail"
+    cpu_built = json.loads(read("sf3d-probe-cpu.json"))
+    rows = by_name(rows_from_facts(facts(sf3d=cpu_built)))
+    assert rows["SF3D extensions"].status == "fail"  # a GPU is here: the baker must use it
 
 
 def test_no_gpu_machine_warns_with_fixes() -> None:
@@ -89,6 +103,106 @@ def test_no_gpu_machine_warns_with_fixes() -> None:
     for name in ("NVIDIA driver", "GPUs", "nvcc", "torch", "SF3D code", "jupyter-server-proxy"):
         assert rows[name].status == "warn" and rows[name].fix, name
     assert rows["free disk in home"].status == "fail"
+
+
+def sf3d_probe(name: str = "sf3d-probe-cu118.json", **over: object) -> dict[str, object]:
+    return {**json.loads(read(name)), **over}
+
+
+def test_cpu_only_machine_runs_sf3d_on_the_cpu() -> None:
+    rows = by_name(rows_from_facts(facts(smi=None, smi_query=None, nvcc=read("nvcc-13.0.txt"),
+                                         gcc=read("gcc-12.txt"),
+                                         torch=json.loads(read("torch-2.4.1-pypi-cpu.json")),
+                                         sf3d=json.loads(read("sf3d-probe-cpu.json")))))
+    assert rows["SF3D extensions"].status == "ok"
+    assert rows["SF3D extensions"].found == "built for the CPU (no GPU here)"
+    cpu = rows["SF3D on the CPU"]
+    assert cpu.status == "ok" and "~1.5 min a job on 2 cores" in cpu.found and "~9 GB" in cpu.found
+    assert "inflate works" not in rows["NVIDIA driver"].fix
+    assert "SF3D and inflate run on the CPU" in rows["NVIDIA driver"].fix
+    # torch's CUDA 12.1 next to nvcc 13.0 only matters for a CUDA build: not a failure here
+    assert rows["CUDA mismatch"].status == "warn"
+    assert all(r.status != "fail" for r in rows.values()), rows
+    small = by_name(rows_from_facts(facts(smi=None, smi_query=None, ram_gb=4.0,
+                                          sf3d=json.loads(read("sf3d-probe-cpu.json")))))
+    assert small["SF3D on the CPU"].status == "fail" and "9 GB" in small["SF3D on the CPU"].fix
+
+
+def test_vram_figure_is_the_backends() -> None:
+    row = by_name(rows_from_facts(facts(smi=None, smi_query=None)))["GPUs"]
+    assert f"~{SF3DBackend.vram_gb:.0f} GB VRAM" in row.fix and "~7 GB" not in row.fix
+
+
+def test_torch_older_than_2_4_fails_with_the_cu118_fix() -> None:
+    err = "ImportError: cannot import name 'custom_bwd' from 'torch.amp'"
+    probe = sf3d_probe(torch="2.1.2+cu118", classes={
+        **sf3d_probe()["classes"], "sf3d.models.network.MaterialMLP": err})  # type: ignore[dict-item]
+    rows = by_name(rows_from_facts(facts(torch=json.loads(read("torch-cu118.json")), sf3d=probe)))
+    old = rows["torch for SF3D"]
+    assert old.status == "fail" and "torch >= 2.4" in old.found
+    assert "requirements-cu118.txt" in rows["torch for SF3D"].fix
+    classes = rows["SF3D config classes"]
+    assert classes.status == "fail"
+    assert "MaterialMLP" in classes.found and "custom_bwd" in classes.found
+    assert "requirements-cu118.txt" in classes.fix
+
+
+def test_python_without_wheels_fails_with_the_recipe_fix() -> None:
+    row = by_name(rows_from_facts(facts(sf3d=sf3d_probe(python="3.12.3"))))["SF3D Python"]
+    assert row.status == "fail" and "--python python3.11" in row.fix and "--conda" in row.fix
+
+
+def test_setuptools_that_breaks_cpp_extension_fails_with_the_pin() -> None:
+    err = "ImportError: cannot import name 'packaging' from 'pkg_resources'"
+    rows = by_name(rows_from_facts(facts(sf3d=sf3d_probe(setuptools="70.0.0", cpp_extension=err))))
+    assert rows["extension build"].status == "fail"
+    assert "setuptools 70.0.0" in rows["extension build"].found
+    assert "setuptools==69.5.1" in rows["extension build"].fix
+
+
+def test_gcc_newer_than_nvcc_accepts() -> None:
+    assert parse_gcc(read("gcc-12.txt")) == 12 and parse_gcc(read("gcc-13-ubuntu2404.txt")) == 13
+    row = by_name(rows_from_facts(facts(gcc=read("gcc-13-ubuntu2404.txt"))))["gcc vs nvcc"]
+    assert row.status == "warn" and "nvcc 11.8 accepts gcc <= 11" in row.found
+    assert "CC=gcc-11 CXX=g++-11" in row.fix and "conda-forge" in row.fix
+    ok = by_name(rows_from_facts(facts(gcc=read("gcc-12.txt"), nvcc=read("nvcc-12.1.txt"))))
+    assert ok["gcc vs nvcc"].status == "ok"
+
+
+def test_cards_without_bf16_or_without_kernels_fail() -> None:
+    t4 = "Tesla T4, 15360, 7.5\n"
+    rows = by_name(rows_from_facts(facts(smi_query=t4)))
+    assert rows["bf16 on Tesla T4"].status == "fail" and ">= 8.0" in rows["bf16 on Tesla T4"].found
+    assert "torch arch on Tesla T4" not in rows  # cu118 has sm_75 kernels
+    b200 = "NVIDIA B200, 183359, 10.0\n"
+    row = by_name(rows_from_facts(facts(smi_query=b200)))["torch arch on NVIDIA B200"]
+    assert row.status == "fail" and "sm 10.0 not in" in row.found
+    assert "CUDA 12.8" in row.fix and "requirements-cu118.txt" not in row.fix
+    a100 = by_name(rows_from_facts(facts(smi_query=read("nvidia-smi-query-2xa100.csv"))))
+    assert not any(name.startswith(("bf16 on", "torch arch on")) for name in a100)
+
+
+def test_offline_without_dinov2_or_clip_fails() -> None:
+    rows = by_name(rows_from_facts(facts(hf_cached={"DINOv2": False, "CLIP": True})))
+    row = rows["DINOv2 / CLIP cache"]
+    assert row.status == "fail" and "facebook/dinov2-large" in row.found
+    assert "hub3d fetch-weights sf3d" in row.fix
+    online = by_name(rows_from_facts(facts(hf_offline=False, hf_cached={"DINOv2": False,
+                                                                         "CLIP": False})))
+    assert online["DINOv2 / CLIP cache"].status == "ok"
+
+
+def test_mismatch_advice_names_one_consistent_pair() -> None:
+    """Never a CUDA 12/13 torch and the cu118 file in one sentence."""
+    pairs = (("11.8", "12.8"), ("13.0", "12.8"), ("12.1", "11.8"), ("13.0", "12.1"))
+    for nvcc, torch_cuda in pairs:
+        (row,) = explain(f"The detected CUDA version ({nvcc}) mismatches the version that was "
+                         f"used to compile PyTorch ({torch_cuda})")
+        for sentence in row.fix.split(". "):
+            if "cu118" in sentence:
+                assert "11.8" in sentence and "12." not in sentence and "13." not in sentence, row
+        if nvcc != "11.8":
+            assert f"CUDA {torch_cuda} nvcc" in row.fix or "11.8" in row.fix, row
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:
@@ -127,15 +241,44 @@ def test_sf3d_kernel_dry_run_prints_every_step(tmp_path: Path) -> None:
                   str(DATA / "nvidia-smi-query-rtx6000ada.csv"), "--env", str(tmp_path / "env"),
                   "--src", str(tmp_path / "sf3d"))
     assert "TORCH_CUDA_ARCH_LIST=8.9" in out
-    assert f"+ python3 -m venv {tmp_path / 'env'}" in out
+    assert f" -m venv {tmp_path / 'env'}" in out
+    assert "+ " + str(tmp_path / "env" / "bin" / "python") + " -m pip install setuptools==69.5.1" \
+        in out
     assert "-r " in out and "requirements-cu118.txt" in out
     assert "+ git clone https://github.com/Stability-AI/stable-fast-3d.git" in out
-    for ext in ("texture_baker", "uv_unwrapper"):
-        assert any("USE_CUDA=1 USE_NATIVE_ARCH=0 TORCH_CUDA_ARCH_LIST=8.9" in line
-                   and line.endswith(f"/sf3d/{ext}") for line in out.splitlines()), ext
+    for ext in ("texture_baker", "uv_unwrapper"):  # built from inside each extension's folder
+        assert any(line.startswith(f"+ (cd {tmp_path / 'sf3d' / ext} && env USE_NATIVE_ARCH=0")
+                   and "USE_CUDA=1 TORCH_CUDA_ARCH_LIST=8.9" in line
+                   and "--no-build-isolation" in line for line in out.splitlines()), ext
     assert "ipykernel install --user --name hub3d-sf3d" in out
     assert "--cull-idle-timeout 604800" in out and "HUB3D_SF3D_SRC=" in out
+    assert "sf3d_probe.py --check" in out  # the last step: every config class imports
     assert not (tmp_path / "env").exists()  # nothing ran
+
+
+def test_sf3d_kernel_dry_run_cpu(tmp_path: Path) -> None:
+    out = dry_run("setup_sf3d_kernel.sh", "--cpu", "--env", str(tmp_path / "env"),
+                  "--src", str(tmp_path / "sf3d"))
+    assert "TORCH_CUDA_ARCH_LIST" not in out and "requirements-cu118.txt" not in out
+    assert "kernel_setup/requirements-cpu.txt" in out
+    assert sum("USE_CUDA=0" in line for line in out.splitlines()) == 2
+    assert '--display-name Python (hub3d SF3D, CPU)' in out
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_sf3d_kernel_refuses_a_python_without_wheels(tmp_path: Path, version: str) -> None:
+    found = [shutil.which(f"python{version}")] + sorted(
+        str(p) for p in Path("~/.pyenv/versions").expanduser().glob(f"{version}*/bin/python3"))
+    python = next((p for p in found if p and not subprocess.run(
+        [p, "-V"], capture_output=True).returncode), None)
+    if python is None:
+        pytest.skip(f"no python{version} on this machine")
+    out = subprocess.run(["bash", str(REPO / "kernel_setup" / "setup_sf3d_kernel.sh"),
+                          "--dry-run", "--cpu", "--python", python, "--env", str(tmp_path / "e")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert f"found: Python {version}" in out.stderr
+    assert "--python /path/to/python3.11" in out.stderr and "--conda" in out.stderr
 
 
 def test_sf3d_kernel_dry_run_two_cards_and_conda(tmp_path: Path) -> None:

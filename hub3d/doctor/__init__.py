@@ -1,0 +1,63 @@
+"""`hub3d doctor`: what this machine has for serving, each failing row with its fix.
+
+Each section is a module with `gather(python, data_dir) -> dict` (the I/O: tool outputs, probes
+run in the kernel env's Python, paths) and `rows(facts) -> list[Row]` (pure; tested on recorded
+outputs). All sections' facts share one flat dict, so a section may read another's keys (the
+GPU list, say). To add a model's rows, add a module and list it in SECTIONS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from hub3d.doctor import host, machine, sf3d
+from hub3d.doctor.core import Row, format_rows
+from hub3d.doctor.machine import explain, parse_gcc, parse_nvcc, parse_smi_header, parse_smi_query
+
+__all__ = ["SECTIONS", "Row", "explain", "format_rows", "gather", "parse_gcc", "parse_nvcc",
+           "parse_smi_header", "parse_smi_query", "register", "rows_from_facts", "run_checks"]
+
+SECTIONS: list[ModuleType] = [machine, sf3d, host]
+
+
+def gather(python: str = sys.executable, data_dir: Path | None = None) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    for section in SECTIONS:
+        facts.update(section.gather(python, data_dir))
+    return facts
+
+
+def rows_from_facts(f: dict[str, Any]) -> list[Row]:
+    """Turn gathered facts (tool outputs, probe JSON, paths) into rows; no I/O here."""
+    return [row for section in SECTIONS for row in section.rows(f)]
+
+
+def run_checks(python: str = sys.executable, data_dir: Path | None = None) -> list[Row]:
+    return rows_from_facts(gather(python, data_dir))
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    rows = run_checks(args.python, Path(args.data_dir) if args.data_dir else None)
+    for log in args.log or []:
+        rows += explain(Path(log).read_text(errors="replace"))
+    print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else format_rows(rows))
+    bad = {"fail", "warn"} if args.strict else {"fail"}
+    return 1 if any(r.status in bad for r in rows) else 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("doctor", help="check driver, CUDA, torch, SF3D build, weights")
+    p.add_argument("--json", action="store_true", help="rows as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.add_argument("--python", default=sys.executable,
+                   help="the kernel env's Python to probe (default: this one)")
+    p.add_argument("--data-dir", dest="data_dir", help="where weights live (env HUB3D_DATA_DIR)")
+    p.add_argument("--log", action="append", metavar="FILE",
+                   help="also explain known errors in a build or server log")
+    p.set_defaults(func=_doctor)
