@@ -28,7 +28,7 @@ def snapshot(handle: ServerHandle, jobs: int = 8) -> dict[str, Any]:
             http.headers.update(handle.headers())
             snap["health"] = http.get(f"{handle.url}/health", timeout=5).json()
             snap["queue"] = http.get(f"{handle.url}/queue", timeout=5).json()
-        # Recent jobs straight from the store: the API has no list-all route by design.
+        # Recent jobs straight from the store, with the queue wait GET /jobs does not give.
         snap["jobs"] = [
             {"job_id": j.id, "status": j.status.value, "model": j.model,
              "processing_time": j.processing_time,

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
@@ -20,12 +20,20 @@ from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
 from hub3d.workers.pool import WorkerPool
 
-__all__ = ["router"]
+__all__ = ["list_router", "router"]
 
 router = APIRouter(prefix="/job", tags=["jobs"])
+list_router = APIRouter(tags=["jobs"])
 _ERRORS = error_responses(401, 404, 409)
 _KEEPALIVE_S = 15.0
 _PREVIEW_WAIT_S = 5.0
+
+
+@list_router.get("/jobs", response_model=list[JobView], responses=error_responses(401))
+async def recent_jobs(store: StoreDep, settings: SettingsDep,
+                      limit: int = Query(20, ge=1, le=200)) -> list[JobView]:
+    """The most recent jobs of this server, newest first."""
+    return [job_view(j, store, settings.root_path) for j in store.recent(limit)]
 
 
 @router.get("/{job_id}", response_model=JobView, responses=_ERRORS)
