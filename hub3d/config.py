@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     )
     root_path: str = Field("", validation_alias=_env("root_path", "HUB3D_ROOT_PATH"))
     log_level: str = Field("info", validation_alias=_env("log_level", "HUB3D_LOG_LEVEL"))
+    # A local copy of the page's 3D viewer (offline labs): a folder holding model-viewer.min.js,
+    # or one where `npm install @google/model-viewer` ran. Unset: the page loads it from a CDN.
+    viewer_dir: Path | None = Field(
+        None, validation_alias=_env("viewer_dir", "HUB3D_VIEWER_DIR")
+    )
 
     @field_validator("models", "devices", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ __all__ = ["configure_logging", "register", "run_server", "settings_from_args"]
 _FLAGS = {  # flag → Settings field; unset flags fall back to env vars, then defaults
     "port": int, "host": str, "models": str, "data_dir": str, "api_key": str,
     "max_queue_size": int, "max_concurrent": int, "devices": str, "result_ttl_hours": float,
-    "root_path": str, "log_level": str,
+    "root_path": str, "log_level": str, "viewer_dir": str,
 }
 
 
@@ -80,5 +80,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--result-ttl-hours", dest="result_ttl_hours", type=float)
     p.add_argument("--root-path", dest="root_path", help="URL prefix when behind a proxy")
     p.add_argument("--log-level", dest="log_level")
+    p.add_argument("--viewer-dir", dest="viewer_dir",
+                   help="local copy of the page's 3D viewer, offline labs (env HUB3D_VIEWER_DIR)")
     p.add_argument("--preload", action="store_true", help="load models at start, not first job")
     p.set_defaults(func=_serve)

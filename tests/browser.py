@@ -8,13 +8,14 @@ tests/conftest.py wraps it and quits it after the test.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INSTALL", "chromium_driver", "find_chromium", "wait_for"]
+__all__ = ["INSTALL", "chromium_driver", "drop_files", "find_chromium", "wait_for"]
 
 INSTALL = "apt-get install chromium chromium-driver && pip install selenium"
 
@@ -57,7 +58,29 @@ def chromium_driver(profile_dir: Path, *, download_dir: Path | None = None) -> A
         })
     # Browser console messages, so a failing page test can print what the page said.
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
+    chrome = webdriver.Chrome(service=Service(executable_path=driver), options=opts)
+    if download_dir is not None:  # headless Chromium ignores the download prefs without this
+        chrome.execute_cdp_cmd("Browser.setDownloadBehavior",
+                               {"behavior": "allow", "downloadPath": str(download_dir)})
+    return chrome
+
+
+def drop_files(driver: Any, target_id: str, files: list[tuple[str, bytes, str]]) -> None:
+    """Drop (name, bytes, mime type) files on the element with id `target_id`, as a user's
+    drag and drop does: dragenter, dragover, drop, with the files in a real DataTransfer."""
+    driver.execute_script("""
+        const [target, items] = arguments;
+        const dt = new DataTransfer();
+        for (const [name, b64, type] of items) {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          dt.items.add(new File([bytes], name, { type }));
+        }
+        const zone = document.getElementById(target);
+        for (const kind of ["dragenter", "dragover", "drop"]) {
+          zone.dispatchEvent(new DragEvent(kind, { dataTransfer: dt, bubbles: true,
+                                                   cancelable: true }));
+        }
+    """, target_id, [[n, base64.b64encode(b).decode(), t] for n, b, t in files])
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition",

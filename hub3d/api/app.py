@@ -15,6 +15,7 @@ from hub3d.api.errors import install_error_handlers
 from hub3d.api.inputs import preload_imaging
 from hub3d.api.openapi import install_openapi
 from hub3d.api.routes import generate, jobs, metrics, status
+from hub3d.api.routes.page import install_page
 from hub3d.config import Settings
 from hub3d.gpu import GPU, free_vram_gb, query_gpus
 from hub3d.jobs.scheduler import Scheduler
@@ -62,7 +63,9 @@ def create_app(
     install_error_handlers(app)
     app.include_router(status.open_router)
     guarded = [Depends(require_api_key)]
-    for router in (generate.router, jobs.router, status.router, metrics.router):
+    for router in (generate.router, jobs.router, jobs.list_router, status.router,
+                   metrics.router):
         app.include_router(router, dependencies=guarded)
     install_openapi(app)
+    install_page(app, settings)
     return app
