@@ -16,14 +16,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from hub3d.doctor import host, machine, sf3d
+from hub3d.doctor import host, machine, sam3d, sf3d
 from hub3d.doctor.core import Row, format_rows
 from hub3d.doctor.machine import explain, parse_gcc, parse_nvcc, parse_smi_header, parse_smi_query
 
 __all__ = ["SECTIONS", "Row", "explain", "format_rows", "gather", "parse_gcc", "parse_nvcc",
            "parse_smi_header", "parse_smi_query", "register", "rows_from_facts", "run_checks"]
 
-SECTIONS: list[ModuleType] = [machine, sf3d, host]
+SECTIONS: list[ModuleType] = [machine, sf3d, sam3d, host]
 
 
 def gather(python: str = sys.executable, data_dir: Path | None = None) -> dict[str, Any]:

@@ -17,8 +17,9 @@ import sys
 from typing import Any
 
 __all__ = [
-    "ENV_MODULES", "FLASH_ATTN_CARDS", "MIP_RASTERIZER_FIELDS", "NOT_IMPORTED_BY_DEFAULT",
-    "RASTERIZER", "TEXTURE_MODULES", "WORKER_MODULES", "facts", "needs_flash_attn", "unusable",
+    "ENV_MODULES", "EXTRA_OF", "FLASH_ATTN_CARDS", "MIP_RASTERIZER_FIELDS",
+    "NOT_IMPORTED_BY_DEFAULT", "RASTERIZER", "TEXTURE_MODULES", "WORKER_MODULES", "facts",
+    "needs_flash_attn", "unusable",
 ]
 
 # Every third-party module that notebook/inference.py imports at load, with the pipeline modules
@@ -29,6 +30,10 @@ ENV_MODULES = (
     "plotly", "plyfile", "pymeshfix", "pytorch3d", "pyvista", "safetensors", "scipy", "seaborn",
     "spconv", "timm", "torch", "torchvision", "tqdm", "trimesh", "utils3d", "xatlas",
 )
+# The upstream extra (requirements.<extra>.txt) that brings a module; the rest come with '.[dev]'
+# (which installs requirements.txt too).
+EXTRA_OF = {"flash_attn": "p3d", "gradio": "inference", "gsplat": "inference",
+            "kaolin": "inference", "pytorch3d": "p3d", "seaborn": "inference"}
 # Upstream switches attention to flash_attn at import when the card's name has one of these.
 FLASH_ATTN_CARDS = ("A100", "H100", "H200")
 # Imported only when an environment variable picks another backend, or optional (textures).

@@ -279,3 +279,13 @@ def test_checkpoint_layout_and_dino_defaults(src: Path) -> None:
     assert (src / (module.replace(".", "/") + ".py")).samefile(
         src / "sam3d_objects/model/backbone/dit/embedder/dino.py") and cls == "Dino"
     assert (params["repo_or_dir"], params["dino_model"]) == weights.DINO_DEFAULTS
+
+
+def test_doctor_names_the_extra_that_brings_each_module(src: Path) -> None:
+    files = up.extras(src)
+    for module, extra in sam3d_probe.EXTRA_OF.items():
+        assert module in up.requirement_names(files[extra]), (module, extra)
+    imported = up.import_closure(src, "notebook/inference.py").all
+    for extra in ("p3d", "inference"):  # every imported module of those extras is mapped
+        for name in up.requirement_names(files[extra]) & imported:
+            assert sam3d_probe.EXTRA_OF.get(name) == extra, name
