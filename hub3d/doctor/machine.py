@@ -61,8 +61,8 @@ def parse_gcc(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-# newest gcc major each nvcc accepts (its crt/host_config.h); kernel_setup/cuda_toolchain.py
-# applies the same table when it picks a host compiler
+# newest gcc major each nvcc accepts (its crt/host_config.h); kernel_setup's build applies it
+# when it picks a host compiler
 _MAX_GCC = ((11.0, 9), (11.1, 10), (11.4, 11), (12.0, 12), (12.4, 13), (12.8, 14), (13.0, 15))
 
 

@@ -134,10 +134,12 @@ def _card_rows(s: dict[str, Any], gpus: list[dict[str, Any]]) -> list[Row]:
         cap = g["compute_cap"]
         major, minor = (int(x) for x in cap.split(".")[:2])
         if (major, minor) < (8, 0):
-            out.append(Row(f"bf16 on {g['name']}", "fail", f"sm {cap}: SF3D runs under bfloat16 "
-                           "autocast, which needs compute capability >= 8.0",
-                           "Pick a GPU with compute capability >= 8.0 (A10, A100, L4, L40, RTX "
-                           "30xx or newer) on the hub's spawn page."))
+            # torch >= 2.4 lets autocast emulate bf16 there (is_bf16_supported counts emulation);
+            # older torch refuses it: "Current CUDA Device does not support bfloat16"
+            out.append(Row(f"bf16 on {g['name']}", "warn", f"sm {cap}: no native bfloat16; "
+                           "SF3D runs under bf16 autocast, which torch 2.4 emulates here (slow)",
+                           "For SF3D at full speed pick a GPU with compute capability >= 8.0 "
+                           "(A10, A100, L4, L40, RTX 30xx or newer) on the hub's spawn page."))
         if arch and not _runs_on(arch, major, minor):
             fix = ("This torch (CUDA 11.8) has no kernels for it, nor does any cu118 build: on "
                    "this card SF3D needs a torch built for CUDA 12.8 or newer, which this "
