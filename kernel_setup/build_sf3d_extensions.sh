@@ -6,10 +6,13 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ENV_DIR=""; SRC_DIR=""; ARCH=""; CPU=0; DRY=0; WHEEL_DIR=""; EXTS="texture_baker uv_unwrapper"
+USER_NVCC=0
 
 usage() {
   cat <<USAGE
 usage: $0 --env DIR --src DIR (--arch 8.9 | --cpu) [--only EXT] [--wheel-dir DIR] [--dry-run]
+          [--user-nvcc]
+  --user-nvcc   do not use the system nvcc even if it fits: fetch the torch's own into the env
 USAGE
 }
 while [ $# -gt 0 ]; do
@@ -21,6 +24,7 @@ while [ $# -gt 0 ]; do
     --only) EXTS="$2"; shift ;;
     --wheel-dir) WHEEL_DIR="$2"; shift ;;
     --dry-run) DRY=1 ;;
+    --user-nvcc) USER_NVCC=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -49,21 +53,46 @@ else
   CC_BIN="${CC:-gcc}"
   command -v "$CC_BIN" >/dev/null || fail "No C compiler ($CC_BIN): install gcc (conda install -c conda-forge gcc gxx), or set CC and CXX."
   GCC_MAJOR="$("$CC_BIN" -dumpversion | cut -d. -f1)"
-  MAX_GCC="$("$PY" "$HERE/cuda_toolchain.py" max-gcc "$TORCH_CUDA")"
-
-  # 1) the system nvcc, when it is the torch's CUDA and accepts this gcc
-  SYS_NVCC="$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p' || true)"
-  if [ "$SYS_NVCC" = "$TORCH_CUDA" ] && [ "$GCC_MAJOR" -le "$MAX_GCC" ]; then
-    CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
-    echo "using the system nvcc $SYS_NVCC ($CUDA_HOME) with $CC_BIN $GCC_MAJOR"
+  # torch's cpp_extension refuses an nvcc of another CUDA major than its own
+  nvcc_release() { "$1" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p'; }
+  SYS_NVCC=""
+  if [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then SYS_NVCC_BIN="$CUDA_HOME/bin/nvcc"
+  else SYS_NVCC_BIN="$(command -v nvcc || true)"; fi
+  if [ -n "$SYS_NVCC_BIN" ]; then SYS_NVCC="$(nvcc_release "$SYS_NVCC_BIN")"; fi
+  if [ "$USER_NVCC" -eq 0 ] && [ "${SYS_NVCC%%.*}" = "$CUDA_MAJOR" ]; then
+    # 1) the system's (or $CUDA_HOME's) nvcc of the torch's CUDA major
+    CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$SYS_NVCC_BIN")")")"
+    for home in "$CUDA_HOME" "/usr/local/cuda-$SYS_NVCC" /usr/local/cuda; do  # nvcc may be a wrapper
+      if [ -f "$home/include/cuda_runtime.h" ]; then CUDA_HOME="$home"; break; fi
+    done
+    [ -f "$CUDA_HOME/include/cuda_runtime.h" ] || fail "nvcc $SYS_NVCC is at $SYS_NVCC_BIN, but no CUDA headers next to it: set CUDA_HOME to its toolkit folder."
+    NVCC="$SYS_NVCC"
+    echo "using the system nvcc $SYS_NVCC ($CUDA_HOME) for torch's CUDA $TORCH_CUDA"
+  elif [ "$CUDA_MAJOR" -ge 13 ]; then
+    # 2) PyPI carries the whole compiler from CUDA 13 on (nvidia-cuda-nvcc-cu11/-cu12 hold only
+    #    ptxas): the torch's exact release, into the env
+    echo "system nvcc: ${SYS_NVCC:-none}; torch is CUDA $TORCH_CUDA: installing nvcc $TORCH_CUDA into the env"
+    run "$PY" -m pip install "nvidia-cuda-nvcc==$TORCH_CUDA.*" "nvidia-cuda-runtime==$TORCH_CUDA.*"
+    CUDA_HOME="$("$PY" "$HERE/cuda_toolchain.py" cuda-home "$ENV_DIR")"; NVCC="$TORCH_CUDA"
+  elif command -v conda >/dev/null; then
+    # 3) CUDA 11/12: the toolkit's compiler and headers from NVIDIA's conda channel, user-space
+    echo "system nvcc: ${SYS_NVCC:-none}; torch is CUDA $TORCH_CUDA: nvcc $TORCH_CUDA from the nvidia conda channel"
+    CUDA_HOME="$ENV_DIR/cuda-$TORCH_CUDA"
+    if [ ! -x "$CUDA_HOME/bin/nvcc" ]; then
+      run conda create -y -p "$CUDA_HOME" -c "nvidia/label/cuda-$TORCH_CUDA.0" cuda-nvcc \
+        cuda-cudart-dev libcublas-dev libcusparse-dev libcusolver-dev
+    fi
+    NVCC="$TORCH_CUDA"
   else
-    # 2) the torch's exact CUDA from PyPI, into the env (no root, no module system needed)
-    echo "system nvcc: ${SYS_NVCC:-none}; torch needs CUDA $TORCH_CUDA: installing nvcc $TORCH_CUDA into the env"
-    run "$PY" -m pip install "nvidia-cuda-nvcc-cu$CUDA_MAJOR==$TORCH_CUDA.*" \
-      "nvidia-cuda-runtime-cu$CUDA_MAJOR==$TORCH_CUDA.*"
-    CUDA_HOME="$("$PY" "$HERE/cuda_toolchain.py" cuda-home "$ENV_DIR")"
+    fail "This torch is built for CUDA $TORCH_CUDA; the nvcc here is ${SYS_NVCC:-missing}, and PyPI has no nvcc for CUDA $CUDA_MAJOR.
+Fix, one of:
+  module load cuda/$TORCH_CUDA   (where the hub has environment modules), then run this again;
+  install Miniforge (no root: https://github.com/conda-forge/miniforge) and run this again: it then
+    fetches nvcc $TORCH_CUDA from the nvidia conda channel into the env;
+  CUDA_HOME=/path/to/cuda-$TORCH_CUDA $0 ...   (a CUDA $TORCH_CUDA toolkit you already have)."
   fi
-  # 3) a gcc nvcc accepts: this one, gcc-N on PATH, or gcc N from conda-forge
+  MAX_GCC="$("$PY" "$HERE/cuda_toolchain.py" max-gcc "$NVCC")"
+  # then a gcc that nvcc accepts: this one, gcc-N on PATH, or gcc N from conda-forge
   if [ "$GCC_MAJOR" -gt "$MAX_GCC" ]; then
     if command -v "gcc-$MAX_GCC" >/dev/null && command -v "g++-$MAX_GCC" >/dev/null; then
       CC_BIN="gcc-$MAX_GCC"; export CXX="g++-$MAX_GCC"
@@ -72,7 +101,7 @@ else
       CC_BIN="$ENV_DIR/gcc$MAX_GCC/bin/x86_64-conda-linux-gnu-gcc"
       export CXX="$ENV_DIR/gcc$MAX_GCC/bin/x86_64-conda-linux-gnu-g++"
     else
-      fail "nvcc $TORCH_CUDA accepts gcc <= $MAX_GCC, this is gcc $GCC_MAJOR and there is no conda.
+      fail "nvcc $NVCC accepts gcc <= $MAX_GCC, this is gcc $GCC_MAJOR and there is no conda.
 Fix: install gcc $MAX_GCC and run again with CC=gcc-$MAX_GCC CXX=g++-$MAX_GCC
   (Debian/Ubuntu: apt install g++-$MAX_GCC; or install Miniforge, then this recipe uses conda-forge's gcc $MAX_GCC)."
     fi
