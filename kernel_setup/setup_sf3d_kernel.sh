@@ -109,8 +109,9 @@ else run "$PYTHON_BIN" -m venv "$ENV_DIR"
 fi
 
 step "4/7 packages (torch 2.4.1, SF3D's pins, hub3d)"
-# setuptools 69.5.1: what SF3D's README pins for building its extensions (torch's cpp_extension
-# has used pkg_resources, which later setuptools releases take apart); wheel: --no-build-isolation
+# setuptools 69.5.1: what SF3D's README pins for building its extensions (torch 2.1's
+# cpp_extension needed pkg_resources.packaging, gone in setuptools 70; 2.4.1's no longer imports
+# pkg_resources, and this is the release upstream built with); wheel: for --no-build-isolation
 run "$PY" -m pip install --upgrade pip
 run "$PY" -m pip install setuptools==69.5.1 wheel
 if [ "$CPU" -eq 1 ]; then
