@@ -34,8 +34,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "tests/upstream/" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.upstream)
             # whichever test builds the env first pays for it inside its own timeout
-            if "sf3d_env" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
-                    "timeout"):
+            uses = set(getattr(item, "fixturenames", ()))
+            if uses & {"sf3d_env", "sf3d_recipe"} and not item.get_closest_marker("timeout"):
                 item.add_marker(pytest.mark.timeout(RECIPE_TIMEOUT_S + 300))
 
 
