@@ -48,6 +48,7 @@ def test_kill_9_worker_fails_its_job_and_next_job_succeeds(start_server: Start,
     job = wait_done(srv.url, victim)
     assert job["status"] == "failed"
     assert job["error"] == "model worker died (signal 9) — likely out of memory"
+    assert job["timings"]["inference"] > 0 and "model_load" in job["timings"]  # kept
     assert wait_done(srv.url, submit(srv.url, png_b64))["status"] == "completed"
     assert requests.get(f"{srv.url}/health").json()["status"] == "healthy"
 

@@ -203,7 +203,13 @@ class Scheduler:
     async def _outcome(self, job_id: str, slot: Slot) -> Callable[[], object]:
         """Run the job on its slot; returns the call that records how it ended."""
         job = self.get(job_id)
-        report = self._on_stage(job_id)
+        notify = self._on_stage(job_id)
+        marks: list[tuple[str, float]] = []  # (stage, when it began), as reported
+
+        def report(stage: str, message: str = "") -> None:
+            marks.append((stage, time.perf_counter()))
+            notify(stage, message)
+
         spent: dict[str, float] = {}  # the control plane's share: the model load, when it ran
         try:
             if not slot.ready:
@@ -221,7 +227,8 @@ class Scheduler:
         except ModelLoadFailed as exc:
             return partial(self._fail_if_running, job_id,
                            f"model '{job.model}' failed to load: {exc}", spent)
-        except WorkerDied as exc:
+        except WorkerDied as exc:  # its own timings died with it: keep the stages it reported
+            spent.update(_stage_durations(marks, time.perf_counter()))
             return partial(self._fail_if_running, job_id, str(exc), spent)
         except Exception as exc:  # never leave a job in "processing"
             if disk_full(exc):
@@ -313,3 +320,12 @@ class Scheduler:
         while True:
             await asyncio.sleep(period)
             self.cleanup_expired()
+
+
+def _stage_durations(marks: list[tuple[str, float]], end: float) -> dict[str, float]:
+    """Seconds per worker stage from the stage reports seen (the model load is timed apart)."""
+    out: dict[str, float] = {}
+    for (stage, began), (_, until) in zip(marks, [*marks[1:], ("", end)], strict=True):
+        if stage != "loading_model":
+            out[stage] = round(out.get(stage, 0.0) + until - began, 6)
+    return out
