@@ -35,39 +35,18 @@ SPHERE = "sf3d=tests.upstream.sphere_sf3d:SphereSF3D"
 JOB_S = 240  # a generous bound for one reduced-size job on a loaded 2-core machine
 
 
-# -- until the tier's shared fixtures land: the archive extracted, a prebuilt env ---------------
-
-@pytest.fixture(scope="session")
-def sf3d_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import tarfile
-
-    from tests.upstream.sf3d_model import UPSTREAM
-
-    root = tmp_path_factory.mktemp("sf3d-src")
-    with tarfile.open(UPSTREAM / "stable-fast-3d-ff21fc4.tar.gz") as tar:
-        tar.extractall(root, filter="data")
-    return root / "stable-fast-3d"
-
-
-@pytest.fixture(scope="session")
-def sf3d_env() -> str:
-    python = os.environ.get("HUB3D_TEST_SF3D_ENV", "")
-    if not python:
-        pytest.skip("set HUB3D_TEST_SF3D_ENV to the SF3D env's python")
-    return python
-
-
 # -- the model and the servers -------------------------------------------------------------
 
-def _worker_env(python: str, src: Path, checkpoint: Path, tmp: Path) -> dict[str, str]:
-    return {"HUB3D_PYTHON_SF3D": python, "HUB3D_SF3D_SRC": str(src),
+def _worker_env(python: Path | str, src: Path, checkpoint: Path,
+                tmp: Path) -> dict[str, str]:
+    return {"HUB3D_PYTHON_SF3D": str(python), "HUB3D_SF3D_SRC": str(src),
             "HUB3D_SF3D_CHECKPOINT": str(checkpoint), "HF_HUB_OFFLINE": "1",
             "HF_HOME": str(tmp / "hf"), "U2NET_HOME": str(tmp / "u2net"),
             "OMP_NUM_THREADS": "2"}
 
 
 @pytest.fixture(scope="module")
-def model_dir(sf3d_env: str, sf3d_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_dir(sf3d_env: Path, sf3d_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return build_model(sf3d_env, sf3d_src, tmp_path_factory.mktemp("sf3d-model"), env)
 
@@ -77,7 +56,7 @@ def _serve(tmp: Path, models: str, env: dict[str, str]) -> ServerProcess:
 
 
 @pytest.fixture(scope="module")
-def sphere(sf3d_env: str, sf3d_src: Path, model_dir: Path,
+def sphere(sf3d_env: Path, sf3d_src: Path, model_dir: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("sphere")
     srv = _serve(tmp, SPHERE, _worker_env(sf3d_env, sf3d_src, model_dir, tmp))
@@ -275,7 +254,7 @@ def test_kill_9_of_the_worker_mid_job(sphere: ServerProcess) -> None:
 
 # -- random weights, and loads that fail --------------------------------------------------------
 
-def test_random_weights_give_no_object_detected(sf3d_env: str, sf3d_src: Path,
+def test_random_weights_give_no_object_detected(sf3d_env: Path, sf3d_src: Path,
                                                 model_dir: Path, tmp_path: Path) -> None:
     srv = _serve(tmp_path, "sf3d", _worker_env(sf3d_env, sf3d_src, model_dir, tmp_path))
     try:
@@ -301,7 +280,7 @@ def _load_error(tmp: Path, env: dict[str, str]) -> tuple[str, str]:
     return job["error"], again.json()["error"]["message"]
 
 
-def test_a_missing_model_dir_says_which_setting_to_fix(sf3d_env: str, sf3d_src: Path,
+def test_a_missing_model_dir_says_which_setting_to_fix(sf3d_env: Path, sf3d_src: Path,
                                                        tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     error, busy = _load_error(tmp_path, _worker_env(sf3d_env, sf3d_src, missing, tmp_path))
@@ -322,7 +301,7 @@ def test_an_env_without_the_sf3d_packages_says_what_to_install(sf3d_src: Path,
     assert "setup_sf3d_kernel.sh" in error and "hub3d doctor" in error
 
 
-def test_a_config_whose_classes_do_not_import_says_so(sf3d_env: str, sf3d_src: Path,
+def test_a_config_whose_classes_do_not_import_says_so(sf3d_env: Path, sf3d_src: Path,
                                                       model_dir: Path, tmp_path: Path) -> None:
     # ComfyUI's copy of the config names its classes 'StableFast3D.sf3d.…'
     copy = tmp_path / "comfyui-config"
@@ -338,7 +317,7 @@ def test_a_config_whose_classes_do_not_import_says_so(sf3d_env: str, sf3d_src: P
 
 # -- the full-size architecture, once ----------------------------------------------------------
 
-def test_the_real_config_builds_the_1_006_b_parameter_model(sf3d_env: str,
+def test_the_real_config_builds_the_1_006_b_parameter_model(sf3d_env: Path,
                                                             sf3d_src: Path) -> None:
     counted = count_full(sf3d_env, sf3d_src, {**os.environ, "HF_HUB_OFFLINE": "1"})
     assert round(counted["parameters"] / 1e9, 3) == 1.006, counted
