@@ -59,6 +59,9 @@ def chromium_driver(profile_dir: Path, *, download_dir: Path | None = None) -> A
     # Browser console messages, so a failing page test can print what the page said.
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chrome = webdriver.Chrome(service=Service(executable_path=driver), options=opts)
+    # SwiftShader compiles a 3D page's shaders on the CPU, holding the page's thread for tens
+    # of seconds on a busy machine: scripts run after that, rather than time out at 30 s.
+    chrome.set_script_timeout(180)
     if download_dir is not None:  # headless Chromium ignores the download prefs without this
         chrome.execute_cdp_cmd("Browser.setDownloadBehavior",
                                {"behavior": "allow", "downloadPath": str(download_dir)})

@@ -6,13 +6,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
+import trimesh
 
 from hub3d.api.viewer import VIEWER_FILE, VIEWER_SRI, VIEWER_VERSION, viewer_source
+from hub3d.notebook.urls import format_ways_in, ways_in
+from hub3d.notebook.viewer import glb_viewer_html
 from tests.conftest import REPO
+from tests.gltf_check import assert_valid_glb
 from tests.servers import ServerProcess
 
 JS = REPO / "tests" / "js"
@@ -59,3 +64,23 @@ def test_without_a_local_copy_the_page_names_the_cdn_with_its_hash(
     page = requests.get(f"{srv.url}/").text
     assert f'data-integrity="{VIEWER_SRI}"' in page
     assert requests.get(f"{srv.url}/static/viewer/{VIEWER_FILE}").status_code == 404
+
+
+def test_the_notebook_prints_a_page_link_per_way_in_with_the_key_in_the_fragment() -> None:
+    ways = ways_in(9299, "proxy", api_key="a/b+c", hub_url="https://hub.example.org",
+                   env={"JUPYTERHUB_SERVICE_PREFIX": "/user/ann/"})
+    text = format_ways_in(ways, "a/b+c")
+    assert "page (browser): https://hub.example.org/user/ann/proxy/9299/#key=a%2Fb%2Bc" in text
+    assert "page (browser): http://127.0.0.1:9299/#key=a%2Fb%2Bc" in text
+    assert ways[0].page_url(None) == "https://hub.example.org/user/ann/proxy/9299/"
+
+
+def test_the_notebook_viewer_embeds_the_glb_and_names_the_viewer(tmp_path: Path) -> None:
+    glb = trimesh.creation.box().export(file_type="glb")
+    local = glb_viewer_html(glb, viewer_dir=JS, root_path="/user/ann/proxy/9299")
+    assert 'src="/user/ann/proxy/9299/static/viewer/model-viewer.min.js"' in local
+    data = re.search(r'src="data:model/gltf-binary;base64,([^"]+)"', local)
+    assert data is not None and base64.b64decode(data.group(1)) == glb
+    assert_valid_glb(glb)
+    cdn = glb_viewer_html(glb, viewer_dir=tmp_path)  # no copy there: the pinned CDN file
+    assert f'integrity="{VIEWER_SRI}"' in cdn and f"@{VIEWER_VERSION}/" in cdn

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 __all__ = [
     "WayIn", "format_ways_in", "hub_proxy_url", "proxy_root_path", "resolve_api_key",
@@ -108,6 +109,11 @@ class WayIn:
     notes: list[str] = field(default_factory=list)
     client_flags: str = ""
 
+    def page_url(self, api_key: str | None) -> str:
+        """The page at / for a browser; the key rides in the fragment, never sent to a server."""
+        url = self.url if self.url.endswith("/") else self.url + "/"
+        return f"{url}#key={quote(api_key, safe='')}" if api_key else url
+
     def commands(self) -> list[str]:
         h = " ".join(f'-H "{k}: {v}"' for k, v in self.headers.items())
         url = self.url.rstrip("/")
@@ -162,6 +168,7 @@ def format_ways_in(ways: list[WayIn], api_key: str | None) -> str:
         lines += ["On the laptop, once:", f"  export HUB3D_API_KEY={api_key}", ""]
     for way in ways:
         lines.append(f"== {way.name}: {way.url}")
+        lines.append(f"   page (browser): {way.page_url(api_key)}")
         lines += [f"   note: {note}" for note in way.notes]
         lines += [f"   {cmd}" for cmd in way.commands()]
         lines.append("")

@@ -50,7 +50,9 @@ def start_hub(base: Path, **kwargs: Any) -> Hub:
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    h = start_hub(tmp_path_factory.mktemp("hub"))
+    # The page's 3D viewer from tests/js, as an offline lab serves it (there is no CDN here).
+    viewer = {"HUB3D_VIEWER_DIR": str(REPO / "tests" / "js")}
+    h = start_hub(tmp_path_factory.mktemp("hub"), server_env=viewer)
     yield h
     h.stop()
 
