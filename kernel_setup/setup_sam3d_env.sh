@@ -121,6 +121,7 @@ if [ "$DRY" -eq 1 ] || "$PY" -c "import jupyter_client" 2>/dev/null; then
   run "$PY" "$HERE/patch_kernelspec.py" "$KERNEL_NAME" --cull-idle-timeout 604800 \
     --env "HUB3D_SAM3D_PYTHON=$PY" --env "HUB3D_SAM3D_SRC=$SRC_DIR" || true
 fi
+run mkdir -p "$DATA_DIR"
 run "$PY" -c "import sys; from pathlib import Path; from hub3d.weights import write_offline_env; \
 print(write_offline_env(Path(sys.argv[1]), {'HUB3D_SAM3D_PYTHON': sys.argv[2], \
 'HUB3D_SAM3D_SRC': sys.argv[3]}))" "$DATA_DIR" "$PY" "$SRC_DIR"

@@ -30,6 +30,7 @@ def run_recipe(tmp: Path, *args: str, tools: Path | None = None,
                dry: bool = True) -> subprocess.CompletedProcess[str]:
     """The recipe with PATH = the fakes + the system's basic tools (no conda found elsewhere)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB3D_", "CONDA"))}
+    (tmp / "home").mkdir(exist_ok=True)
     env.update(HOME=str(tmp / "home"), PATH=os.pathsep.join(
         [str(tools)] * bool(tools) + ["/usr/bin", "/bin"]))
     cmd = ["bash", str(RECIPE), *(["--dry-run"] if dry else []),

@@ -3,6 +3,7 @@ the probe it ends with, run for real under this machine's python."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,32 @@ def test_worker_modules_are_what_a_worker_really_imports() -> None:
         sys.stdlib_module_names) - {"hub3d"}
     helpers = {"annotated_types", "pydantic_core", "typing_extensions", "typing_inspection"}
     assert third_party - helpers <= set(sam3d_probe.WORKER_MODULES), third_party
+
+
+def test_a_real_run_stops_at_the_import_check_with_what_is_missing(tmp_path: Path) -> None:
+    """Not a dry run: a fake micromamba makes an env whose python is this one, except that its
+    pip and upstream's hydra patch only record their arguments (no channels, no index here).
+    Everything else runs: offline.env is written, and the final check fails on kaolin & co."""
+    tools = fake_tools(tmp_path / "bin", nvidia_smi="sam3d/nvidia-smi-query-h100.csv")
+    log = tmp_path / "pip.log"
+    env_python = (f'#!/bin/sh\ncase "$1 $2 $3" in\n  "-m pip install"|*patching/hydra*) '
+                  f'echo "$@" >> {log}; exit 0 ;;\nesac\nexec {sys.executable} "$@"\n')
+    (tools / "micromamba").write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && { echo 2.0.5; exit 0; }\n'
+        f'mkdir -p "$4/bin" && printf %s {shlex.quote(env_python)} > "$4/bin/python" '
+        '&& chmod +x "$4/bin/python"\n')
+    (tools / "micromamba").chmod(0o755)
+    src = tmp_path / "src"
+    (src / "environments").mkdir(parents=True)
+    (src / "environments" / "default.yml").write_text("name: sam3d-objects\n")
+    out = run_recipe(tmp_path, "--src", str(src), tools=tools, dry=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "does not import: kaolin (ModuleNotFoundError" in out.stderr
+    assert "does not import: flash_attn" in out.stderr  # an H100: upstream switches to it
+    recorded = log.read_text().splitlines()
+    assert [line.split()[-1] for line in recorded if "pip install" in line] == [
+        f"{src}[dev]", f"{src}[p3d]", f"{src}[inference]", str(REPO)]
+    assert recorded[3].endswith(f"{src}/patching/hydra")
+    offline = (tmp_path / "data" / "offline.env").read_text()
+    assert f"HUB3D_SAM3D_PYTHON={tmp_path / 'env'}/bin/python" in offline
+    assert f"HUB3D_SAM3D_SRC={src}" in offline
