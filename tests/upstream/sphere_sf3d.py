@@ -21,24 +21,10 @@ RADIUS = 0.5
 class SphereSF3D(SF3DBackend):
     def load(self, device: str) -> None:
         super().load(device)
-        from sf3d.models.utils import scale_tensor
-
         model = self.model
-        helper = model.isosurface_helper
         # Whether hub3d's load built the marching-tets edge table (else the first job pays it).
-        self.edges_built_in_load = helper._all_edges is not None
-
-        def sphere_density(module: Any, args: Any, out: dict[str, Any]) -> dict[str, Any]:
-            if "density" not in out:
-                return out
-            density = out["density"]
-            points = scale_tensor(helper.grid_vertices.to(density.device),
-                                  helper.points_range, model.bbox)
-            assert points.shape[0] == density.numel(), "density asked for other points"
-            out["density"] = (10 + 40 * (RADIUS - points.norm(dim=-1))).view_as(density)
-            return out
-
-        model.decoder.register_forward_hook(sphere_density)
+        self.edges_built_in_load = model.isosurface_helper._all_edges is not None
+        install_sphere(model)
         run_image = model.run_image
 
         def keep_input(image: Any, *args: Any, **kwargs: Any) -> Any:
@@ -53,3 +39,22 @@ class SphereSF3D(SF3DBackend):
         out = super().run(job, report)
         out.metadata["test_edges_built_in_load"] = self.edges_built_in_load
         return out
+
+
+def install_sphere(model: Any) -> None:
+    """The decoder's density for the tet-grid query becomes the sphere's (a forward hook)."""
+    from sf3d.models.utils import scale_tensor
+
+    helper = model.isosurface_helper
+
+    def sphere_density(module: Any, args: Any, out: dict[str, Any]) -> dict[str, Any]:
+        if "density" not in out:
+            return out
+        density = out["density"]
+        points = scale_tensor(helper.grid_vertices.to(density.device),
+                              helper.points_range, model.bbox)
+        assert points.shape[0] == density.numel(), "density asked for other points"
+        out["density"] = (10 + 40 * (RADIUS - points.norm(dim=-1))).view_as(density)
+        return out
+
+    model.decoder.register_forward_hook(sphere_density)
