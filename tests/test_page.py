@@ -31,6 +31,13 @@ KEY = "page-test-key-0123456789"
 MESH_TIMEOUT_S = 120
 
 
+def without_viewer(driver: Any) -> None:
+    """Block the viewer library, as an offline lab without a local copy would: tests that are
+    not about the mesh skip SwiftShader's ~30 s of shader work on the page's thread."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*model-viewer*"]})
+
+
 def open_page(driver: Any, url: str) -> str:
     driver.get(url)
     return str(wait_for(lambda: driver.execute_script("return document.body.dataset.ready"),
@@ -112,6 +119,7 @@ def test_bad_image_shows_the_apis_own_message(
 def test_form_refuses_out_of_range_values_before_sending(
         browser: Any, start_server: Callable[..., ServerProcess]) -> None:
     srv = start_server("--models", "inflate", env=VIEWER)
+    without_viewer(browser)
     open_page(browser, f"{srv.url}/")
     field = browser.find_element("css selector", "#params input[name=texture_resolution]")
     assert field.get_attribute("min") == "64" and field.get_attribute("max") == "4096"
@@ -138,8 +146,7 @@ def test_without_the_viewer_library_the_page_still_works(
         browser: Any, start_server: Callable[..., ServerProcess]) -> None:
     """Offline, no local copy: progress, a preview image and the downloads all remain."""
     srv = start_server("--models", "inflate")
-    browser.execute_cdp_cmd("Network.enable", {})
-    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*model-viewer*"]})
+    without_viewer(browser)
     open_page(browser, f"{srv.url}/")
     drop_files(browser, "drop", [("photo.png", make_png(128), "image/png")])
     wait_for(lambda: browser.execute_script(
@@ -156,6 +163,7 @@ def test_with_a_key_set_the_page_shows_only_the_key_prompt(
     raw = requests.get(f"{srv.url}/").text
     assert "inflate" not in raw and "healthy" not in raw  # the HTML itself holds no data
     assert requests.get(f"{srv.url}/jobs").status_code == 401
+    without_viewer(browser)
     assert open_page(browser, f"{srv.url}/") == "key"
     visible = browser.find_element("tag name", "body").text
     assert "API key" in visible

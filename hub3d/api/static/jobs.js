@@ -38,6 +38,7 @@ export class JobCard {
       const img = el("img");
       img.src = inputUrl;
       img.alt = `input ${name}`;
+      img.onerror = () => img.replaceWith(el("span", "about", "(the browser cannot show it)"));
       this.q(".input .frame").append(img);
     } else {
       this.q(".input").hidden = true;
@@ -53,7 +54,7 @@ export class JobCard {
 
   fail(message) {
     this.root.dataset.status = "failed";
-    this.status("failed");
+    this.status(this.id ? "failed" : "refused", "failed"); // refused: no job was made
     this.q(".error").textContent = message;
     this.q(".result").hidden = true;
     this.q(".cancel").hidden = true;
