@@ -8,7 +8,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 from hub3d import __version__
@@ -19,12 +19,39 @@ from hub3d.jobs.record import Job, JobStatus
 from hub3d.jobs.store import JobStore
 from hub3d.workers.pool import Slot, WorkerPool
 from hub3d.workers.process import ModelLoadFailed, WorkerDied
+from hub3d.workers.protocol import Done, Failed, Run
 
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("hub3d.jobs")
 RESTART_FAILURE = "server restarted while processing (twice); submit the image again"
 JobListener = Callable[[Job], None]
+_LIVE = (JobStatus.QUEUED, JobStatus.PROCESSING)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """How a run ended, as a value the scheduler records: the worker's Done."""
+
+    done: Done
+    device: str
+    spent: dict[str, float]  # the model load (when it ran) and the worker's stages
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The run failed (the model, its worker, or the server); `error` is what the user reads."""
+
+    error: str
+    spent: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Nothing to record: the job was canceled before it could run."""
+
+
+JobEnd = Completed | Failure | Dropped
 
 
 class Scheduler:
@@ -68,8 +95,9 @@ class Scheduler:
         """After a restart: queued jobs stay; a job cut off mid-processing gets one more try."""
         for job in self.store.by_status(JobStatus.PROCESSING):
             if job.attempts < 2:
-                self.store.update(job.id, status=JobStatus.QUEUED, stage=None,
-                                  message="retrying: the server restarted while processing")
+                self.store.transition(job.id, JobStatus.PROCESSING, status=JobStatus.QUEUED,
+                                      stage=None,
+                                      message="retrying: the server restarted while processing")
             else:
                 self._finish(job, JobStatus.FAILED, error=RESTART_FAILURE)
 
@@ -109,7 +137,8 @@ class Scheduler:
             raise JobNotReady(f"job {job_id} is already {job.status.value}; nothing to cancel")
         if job.status is JobStatus.PROCESSING:
             self.pool.kill_job(job_id)  # the only way to stop a model mid-run; it restarts
-        return self._finish(job, JobStatus.CANCELED, message="canceled by request")
+        return self._finish(job, JobStatus.CANCELED, message="canceled by request",
+                            expect=_LIVE) or self.get(job_id)
 
     # listeners (SSE, sync waits) ------------------------------------------------------------------
     def subscribe(self, job_id: str, listener: JobListener) -> Callable[[], None]:
@@ -162,18 +191,21 @@ class Scheduler:
             self._wake.clear()
             for job in self.store.queued():
                 if job.model not in self.pool.models:
-                    self._finish(job, JobStatus.FAILED,
+                    self._finish(job, JobStatus.FAILED, expect=JobStatus.QUEUED,
                                  error=f"model '{job.model}' is no longer served by this server")
                     continue
                 slot = self.pool.acquire(job.model)
                 if slot is None:
                     continue
-                self.store.update(job.id, status=JobStatus.PROCESSING, started_at=self.clock(),
-                                  attempts=job.attempts + 1, device=slot.device,
-                                  stage="loading_model" if not slot.ready else None,
-                                  message="starting")
-                self._notify(job.id)
-                self._spawn(self._execute(job.id, slot))
+                started = self.store.transition(
+                    job.id, JobStatus.QUEUED, status=JobStatus.PROCESSING,
+                    started_at=self.clock(), attempts=job.attempts + 1, device=slot.device,
+                    stage="loading_model" if not slot.ready else None, message="starting")
+                if started is None:  # ended meanwhile (canceled): the slot stays free
+                    self.pool.release(slot)
+                    continue
+                self._notify(job.id, started)
+                self._spawn(self._execute(started, slot))
 
     async def _preload(self, model: str) -> None:
         slot = self.pool.acquire(model)
@@ -189,21 +221,23 @@ class Scheduler:
 
     def _on_stage(self, job_id: str) -> Callable[[str, str], None]:
         def report(stage: str, message: str) -> None:
-            self.store.update(job_id, stage=stage, message=message or stage.replace("_", " "))
-            self._notify(job_id)
+            # Guarded: a stage line still in the pipe after a cancel must not touch the job.
+            job = self.store.transition(job_id, JobStatus.PROCESSING, stage=stage,
+                                        message=message or stage.replace("_", " "))
+            if job is not None:
+                self._notify(job_id, job)
         return report
 
-    async def _execute(self, job_id: str, slot: Slot) -> None:
+    async def _execute(self, job: Job, slot: Slot) -> None:
         try:
-            await self._record_end(job_id, await self._outcome(job_id, slot))
+            await self._record_end(job.id, await self._run(job, slot))
         finally:
             self.pool.release(slot)
             self._wake.set()
 
-    async def _outcome(self, job_id: str, slot: Slot) -> Callable[[], object]:
-        """Run the job on its slot; returns the call that records how it ended."""
-        job = self.get(job_id)
-        notify = self._on_stage(job_id)
+    async def _run(self, job: Job, slot: Slot) -> JobEnd:
+        """Run the job on its slot; how it ended, as a value."""
+        notify = self._on_stage(job.id)
         marks: list[tuple[str, float]] = []  # (stage, when it began), as reported
 
         def report(stage: str, message: str = "") -> None:
@@ -219,38 +253,33 @@ class Scheduler:
                     await self.pool.ensure_started(slot, report)
                 finally:
                     spent["model_load"] = round(time.perf_counter() - started, 6)
-            if self.get(job_id).status is not JobStatus.PROCESSING:
-                return lambda: None  # canceled while the model loaded
-            request = {"job_id": job.id, "job_dir": str(self.store.job_dir(job.id)),
-                       "params": job.params, "has_mask": job.has_mask}
-            msg = await self.pool.run(slot, request, report)
+            if self.get(job.id).status is not JobStatus.PROCESSING:
+                return Dropped()  # canceled while the model loaded
+            request = Run(job.id, str(self.store.job_dir(job.id)), job.params, job.has_mask)
+            answer = await self.pool.run(slot, request, report)
         except ModelLoadFailed as exc:
-            return partial(self._fail_if_running, job_id,
-                           f"model '{job.model}' failed to load: {exc}", spent)
+            return Failure(f"model '{job.model}' failed to load: {exc}", spent)
         except WorkerDied as exc:  # its own timings died with it: keep the stages it reported
             spent.update(_stage_durations(marks, time.perf_counter()))
-            return partial(self._fail_if_running, job_id, str(exc), spent)
+            return Failure(str(exc), spent)
         except Exception as exc:  # never leave a job in "processing"
             if disk_full(exc):
-                reason = (f"the data dir ran out of space while the job ran ({exc}); free some"
-                          " space and submit again")
-            else:
-                log.exception("job %s: unexpected scheduler error", job_id)
-                reason = f"internal error: {type(exc).__name__}: {exc}"
-            return partial(self._fail_if_running, job_id, reason, spent)
-        spent.update(msg.get("timings") or {})
-        if msg["type"] == "done":
-            return partial(self._complete, job_id, slot, msg, spent)
-        return partial(self._fail_if_running, job_id, msg.get("error") or "the model failed",
-                       spent)
+                return Failure(f"the data dir ran out of space while the job ran ({exc}); free"
+                               " some space and submit again", spent)
+            log.exception("job %s: unexpected scheduler error", job.id)
+            return Failure(f"internal error: {type(exc).__name__}: {exc}", spent)
+        spent.update(answer.timings)
+        if isinstance(answer, Failed):
+            return Failure(answer.error or "the model failed", spent)
+        return Completed(answer, slot.device, spent)
 
-    async def _record_end(self, job_id: str, end: Callable[[], object]) -> None:
+    async def _record_end(self, job_id: str, end: JobEnd) -> None:
         """Record how a job ended; on a full disk keep trying until space comes back, so a
         job never stays 'processing' while the server runs."""
         delay = 0.5
         while True:
             try:
-                end()
+                self._end(job_id, end)
                 return
             except Exception as exc:
                 if not disk_full(exc):
@@ -266,37 +295,43 @@ class Scheduler:
         timings["queue_wait"] = round((job.started_at or now) - job.created_at, 6)
         return timings
 
-    def _fail_if_running(self, job_id: str, error: str, spent: dict[str, float]) -> None:
-        job = self.get(job_id)
-        if job.status is JobStatus.PROCESSING:
-            now = self.clock()
-            self._finish(job, JobStatus.FAILED, error=error,
-                         timings=self._timings(job, spent, now), now=now)
+    def _end(self, job_id: str, end: JobEnd) -> None:
+        """Only a job still processing takes its end: a canceled one stays canceled."""
+        if isinstance(end, Completed):
+            self._complete(self.get(job_id), end)
+        elif isinstance(end, Failure):
+            job, now = self.get(job_id), self.clock()
+            self._finish(job, JobStatus.FAILED, error=end.error,
+                         timings=self._timings(job, end.spent, now), now=now)
 
-    def _complete(self, job_id: str, slot: Slot, msg: dict[str, Any],
-                  spent: dict[str, float]) -> None:
-        job = self.get(job_id)
+    def _complete(self, job: Job, end: Completed) -> None:
         if job.status is not JobStatus.PROCESSING:
-            return  # canceled meanwhile: keep it canceled
-        now = self.clock()
-        timings = self._timings(job, spent, now)
+            return  # canceled meanwhile: no metadata.json, no result
+        now, done = self.clock(), end.done
+        timings = self._timings(job, end.spent, now)
         metadata = {
-            "job_id": job.id, "model": job.model, "device": slot.device, "params": job.params,
-            "timings": timings, "result": msg["result"], "media_type": msg["media_type"],
+            "job_id": job.id, "model": job.model, "device": end.device, "params": job.params,
+            "timings": timings, "result": done.result, "media_type": done.media_type,
             "created_at": job.created_at, "started_at": job.started_at, "finished_at": now,
-            "hub3d_version": __version__, **(msg.get("metadata") or {}),
+            "hub3d_version": __version__, **done.metadata,
         }
-        atomic_write_json(self.store.job_dir(job.id) / "metadata.json", metadata)
-        self._finish(job, JobStatus.COMPLETED, result=msg["result"],
-                     media_type=msg["media_type"], timings=timings, now=now)
+        path = self.store.job_dir(job.id) / "metadata.json"
+        atomic_write_json(path, metadata)
+        if self._finish(job, JobStatus.COMPLETED, result=done.result,
+                        media_type=done.media_type, timings=timings, now=now) is None:
+            path.unlink(missing_ok=True)
 
     def _finish(self, job: Job, status: JobStatus, *, error: str | None = None,
-                message: str | None = None, now: float | None = None, **fields: Any) -> Job:
+                message: str | None = None, now: float | None = None,
+                expect: JobStatus | tuple[JobStatus, ...] = JobStatus.PROCESSING,
+                **fields: Any) -> Job | None:
+        """End a job that is still `expect`; the ended job, or None when it was not."""
         now = self.clock() if now is None else now
         text = message or (error if error else f"{status.value}")
-        self.store.update(job.id, status=status, error=error, message=text, finished_at=now,
-                          stage=None, **fields)
-        finished = self.get(job.id)
+        finished = self.store.transition(job.id, expect, status=status, error=error,
+                                         message=text, finished_at=now, stage=None, **fields)
+        if finished is None:
+            return None
         if status is JobStatus.COMPLETED and finished.processing_time is not None:
             self._recent_durations = [*self._recent_durations[-49:], finished.processing_time]
         log.info("job %s %s model=%s time=%s%s", job.id, status.value, job.model,

@@ -64,6 +64,17 @@ def _row_to_job(row: tuple[Any, ...]) -> Job:
     return Job(**data)
 
 
+def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    values = []
+    for name, value in fields.items():
+        if isinstance(value, JobStatus):
+            value = value.value
+        elif name in ("timings", "params"):
+            value = json.dumps(value)
+        values.append(value)
+    return ", ".join(f"{name} = ?" for name in fields), values
+
+
 class JobStore:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -116,13 +127,29 @@ class JobStore:
         return _row_to_job(row) if row else None
 
     def update(self, job_id: str, **fields: Any) -> None:
-        if "status" in fields and isinstance(fields["status"], JobStatus):
-            fields["status"] = fields["status"].value
-        if "timings" in fields:
-            fields["timings"] = json.dumps(fields["timings"])
-        assigns = ", ".join(f"{name} = ?" for name in fields)
+        """Set fields whatever the job's status (tests, and fields no transition guards)."""
+        assigns, values = _assignments(fields)
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", (*fields.values(), job_id))
+            self._db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", (*values, job_id))
+
+    def transition(self, job_id: str, expect: JobStatus | tuple[JobStatus, ...],
+                   **fields: Any) -> Job | None:
+        """Set fields only while the job's status is `expect` (checked in the UPDATE itself);
+        the job as it is after, or None when its status was another: a late write (a worker's
+        answer after a cancel) changes nothing."""
+        allowed = (expect,) if isinstance(expect, JobStatus) else expect
+        assigns, values = _assignments(fields)
+        marks = ", ".join("?" for _ in allowed)
+        # UPDATE … RETURNING needs SQLite 3.35; older Pythons ship older SQLite. The lock makes
+        # the UPDATE and the SELECT one step for this connection, the only writer.
+        with self._lock:
+            cur = self._db.execute(
+                f"UPDATE jobs SET {assigns} WHERE id = ? AND status IN ({marks})",
+                (*values, job_id, *(s.value for s in allowed)))
+            if cur.rowcount == 0:
+                return None
+            row = self._db.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
+        return _row_to_job(row)
 
     def queued(self) -> list[Job]:
         with self._lock:

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,20 @@ from hub3d.errors import ModelError
 from hub3d.models.base import Backend, GenerateParams, JobInput
 from hub3d.models.registry import load_backend_class
 from hub3d.workers.lifeline import die_with_parent
-from hub3d.workers.protocol import decode, write_message
+from hub3d.workers.protocol import (
+    Done,
+    Exit,
+    Failed,
+    LoadFailed,
+    Loading,
+    Message,
+    ProtocolError,
+    Ready,
+    Run,
+    Stage,
+    decode,
+    write_message,
+)
 
 __all__ = ["main"]
 
@@ -27,7 +41,7 @@ __all__ = ["main"]
 class _StageClock:
     """Turns stage reports into messages and per-stage durations."""
 
-    def __init__(self, send: Any, job_id: str) -> None:
+    def __init__(self, send: Callable[[Message], None], job_id: str) -> None:
         self._send, self._job_id = send, job_id
         self.timings: dict[str, float] = {}
         self._stage: str | None = None
@@ -36,7 +50,7 @@ class _StageClock:
     def __call__(self, stage: str, message: str = "") -> None:
         self._close()
         self._stage, self._since = stage, time.perf_counter()
-        self._send({"type": "stage", "job_id": self._job_id, "stage": stage, "message": message})
+        self._send(Stage(self._job_id, stage, message))
 
     def _close(self) -> None:
         if self._stage is not None:
@@ -63,33 +77,31 @@ def _spent(clock: _StageClock, started: float) -> dict[str, float]:
     return timings
 
 
-def _run_job(backend: Backend, cls: type[Backend], msg: dict[str, Any], send: Any) -> bool:
+def _run_job(backend: Backend, cls: type[Backend], msg: Run,
+             send: Callable[[Message], None]) -> bool:
     """Run one job; returns False when the worker must exit afterwards."""
-    job_id = msg["job_id"]
+    job_id = msg.job_id
     clock = _StageClock(send, job_id)
     started = time.perf_counter()
     try:
-        job_dir = Path(msg["job_dir"])
+        job_dir = Path(msg.job_dir)
         job = JobInput(
             job_id=job_id,
             job_dir=job_dir,
             image_path=job_dir / "input.png",
-            params=stored_params(cls, msg["params"]),
-            mask_path=job_dir / "mask.png" if msg.get("has_mask") else None,
+            params=stored_params(cls, msg.params),
+            mask_path=job_dir / "mask.png" if msg.has_mask else None,
         )
         out = backend.run(job, clock)
     except ModelError as exc:
-        send({"type": "failed", "job_id": job_id, "error": exc.message, "code": exc.code,
-              "restart": exc.restart_worker, "timings": _spent(clock, started)})
+        send(Failed(job_id, exc.message, exc.code, exc.restart_worker, _spent(clock, started)))
         return not exc.restart_worker
     except Exception as exc:  # a model bug must fail the job, not the worker
         traceback.print_exc()
-        send({"type": "failed", "job_id": job_id, "code": "model_error", "restart": False,
-              "error": f"{type(exc).__name__}: {exc}", "timings": _spent(clock, started)})
+        send(Failed(job_id, f"{type(exc).__name__}: {exc}", timings=_spent(clock, started)))
         return True
     timings = _spent(clock, started)
-    send({"type": "done", "job_id": job_id, "result": out.result_path.name,
-          "media_type": out.media_type, "metadata": out.metadata, "timings": timings})
+    send(Done(job_id, out.result_path.name, out.media_type, out.metadata, timings))
     if out.after is not None:
         try:
             out.after()
@@ -110,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
 
-    def send(message: dict[str, Any]) -> None:
+    def send(message: Message) -> None:
         write_message(proto_out, message)
 
-    send({"type": "loading"})
+    send(Loading())
     started = time.perf_counter()
     try:
         cls = load_backend_class(args.model)
@@ -122,16 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 — report any load failure, then exit
         traceback.print_exc()
         message = exc.message if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
-        send({"type": "load_failed", "error": message})
+        send(LoadFailed(message))
         return 1
-    send({"type": "ready", "load_s": round(time.perf_counter() - started, 3),
-          "device": args.device})
+    send(Ready(round(time.perf_counter() - started, 3), args.device))
 
     for line in sys.stdin.buffer:
-        msg = decode(line)
-        if msg.get("op") == "exit":
+        msg = decode(line)  # a line that is no message raises: the control plane sees the exit
+        if isinstance(msg, Exit):
             break
-        if msg.get("op") == "run" and not _run_job(backend, cls, msg, send):
+        if not isinstance(msg, Run):
+            raise ProtocolError(f"the worker takes Run and Exit, not {type(msg).__name__}")
+        if not _run_job(backend, cls, msg, send):
             return 3
     return 0
 

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from hub3d.config import Settings
@@ -15,27 +16,85 @@ from hub3d.gpu import GPU, free_vram_gb, query_gpus
 from hub3d.models.base import Backend
 from hub3d.models.registry import load_backend_class
 from hub3d.workers.process import StageCallback, WorkerDied, WorkerProcess
+from hub3d.workers.protocol import Done, Failed, Run
 
-__all__ = ["ModelEntry", "Slot", "WorkerPool"]
+__all__ = ["ModelEntry", "Slot", "SlotState", "WorkerPool"]
 
 # After a failed load, new jobs for that model get 503 for this long instead of a doomed retry.
 LOAD_RETRY_AFTER_S = 30.0
 
 
+class SlotState(str, Enum):
+    """Where a slot is. STOPPED and READY are free; the others are held by one task."""
+
+    STOPPED = "stopped"  # no worker process
+    READY = "ready"  # a loaded worker, waiting for a job
+    BUSY = "busy"  # held for a job (or a preload); its worker may still need starting
+    LOADING = "loading"  # held; its worker is starting and loading the model
+    STOPPING = "stopping"  # held; its worker is being ended (unload, or to free VRAM)
+
+
+_FREE = (SlotState.STOPPED, SlotState.READY)
+
+
 @dataclass
 class Slot:
+    """One worker process's place, for one model on one device. Each state change is a method
+    that checks the state it starts from."""
+
     model: str
     device: str
     index: int
     worker: WorkerProcess | None = None
-    busy: bool = False
-    loading: bool = False
+    state: SlotState = SlotState.STOPPED
     last_used: float = 0.0
     job_id: str | None = None
 
     @property
+    def free(self) -> bool:
+        return self.state in _FREE
+
+    @property
     def ready(self) -> bool:
-        return self.worker is not None and self.worker.alive and not self.loading
+        """A loaded worker is alive (a worker can die while READY: then it is not)."""
+        return (self.state in (SlotState.READY, SlotState.BUSY) and self.worker is not None
+                and self.worker.alive)
+
+    @property
+    def public_state(self) -> str:
+        """What /models shows per worker: loading, busy, ready or stopped."""
+        if self.state is SlotState.LOADING:
+            return "loading"
+        if not self.ready:
+            return "stopped"
+        return "busy" if self.state is SlotState.BUSY else "ready"
+
+    def _move(self, to: SlotState, *allowed: SlotState) -> None:
+        if self.state not in allowed:
+            raise RuntimeError(f"slot {self.model}/{self.device}/{self.index}: cannot go"
+                               f" {self.state.value} → {to.value}")
+        self.state = to
+
+    def take(self) -> None:
+        self._move(SlotState.BUSY, *_FREE)
+
+    def loading(self) -> None:
+        self._move(SlotState.LOADING, SlotState.BUSY)
+
+    def loaded(self) -> None:
+        self._move(SlotState.BUSY, SlotState.LOADING)
+
+    def stopping(self) -> None:
+        self._move(SlotState.STOPPING, *_FREE)
+
+    def release(self, now: float) -> None:
+        """Back to free: READY with a live worker, else STOPPED."""
+        alive = self.worker is not None and self.worker.alive
+        if not alive:
+            self.worker = None
+        self._move(SlotState.READY if alive else SlotState.STOPPED, SlotState.BUSY,
+                   SlotState.LOADING, SlotState.STOPPING)
+        self.job_id, self.last_used = None, now
 
 
 @dataclass
@@ -52,7 +111,7 @@ class ModelEntry:
     def state(self) -> str:
         if any(s.ready for s in self.slots):
             return "ready"
-        if any(s.loading for s in self.slots):
+        if any(s.state is SlotState.LOADING for s in self.slots):
             return "loading"
         return "failed" if self.error else "unloaded"
 
@@ -129,15 +188,15 @@ class WorkerPool:
 
     def acquire(self, model: str) -> Slot | None:
         """An idle slot for `model`, preferring one whose worker is already loaded."""
-        idle = [s for s in self.entry(model).slots if not s.busy]
+        idle = [s for s in self.entry(model).slots if s.free]
         if not idle:
             return None
         slot = min(idle, key=lambda s: (not s.ready, s.last_used))
-        slot.busy = True
+        slot.take()
         return slot
 
     def release(self, slot: Slot) -> None:
-        slot.busy, slot.job_id, slot.last_used = False, None, self.clock()
+        slot.release(self.clock())
 
     async def ensure_started(self, slot: Slot, on_stage: StageCallback) -> None:
         if slot.ready:
@@ -150,7 +209,7 @@ class WorkerPool:
             log_path=self.log_dir / f"worker-{slot.model}-{slot.device.replace(':', '')}"
                                     f"-{slot.index}.log",
         )
-        slot.loading = True
+        slot.loading()
         try:
             await slot.worker.start()
         except Exception as exc:
@@ -158,7 +217,7 @@ class WorkerPool:
             entry.error, entry.failed_at = str(exc), self.clock()
             raise
         finally:
-            slot.loading = False
+            slot.loaded()
         entry.error = entry.failed_at = None
 
     async def _make_room(self, slot: Slot, cls: type[Backend], on_stage: StageCallback) -> None:
@@ -169,26 +228,29 @@ class WorkerPool:
             return
         victims = sorted(
             (s for e in self.models.values() for s in e.slots
-             if s.device == slot.device and s.model != slot.model and not s.busy and s.ready),
+             if s.device == slot.device and s.model != slot.model and s.free and s.ready),
             key=lambda s: s.last_used,
         )
         for victim in victims:
             on_stage("loading_model", f"unloading idle model '{victim.model}' on {slot.device} to "
                                       f"free VRAM ({free:.1f} GB free, {need:.1f} GB needed)")
-            victim.busy = True
-            try:
-                assert victim.worker is not None
-                await victim.worker.stop()
-                victim.worker = None
-            finally:
-                victim.busy = False
+            await self._stop_worker(victim)
             free = self.vram_probe(slot.device)
             if free is None or free >= need:
                 return
 
-    async def run(self, slot: Slot, request: dict[str, Any], on_stage: StageCallback) -> dict:
-        assert slot.worker is not None
-        slot.job_id = request["job_id"]
+    async def _stop_worker(self, slot: Slot) -> None:
+        slot.stopping()
+        try:
+            assert slot.worker is not None
+            await slot.worker.stop()
+        finally:
+            slot.worker = None
+            slot.release(self.clock())
+
+    async def run(self, slot: Slot, request: Run, on_stage: StageCallback) -> Done | Failed:
+        assert slot.worker is not None and slot.state is SlotState.BUSY
+        slot.job_id = request.job_id
         try:
             msg = await slot.worker.run(request, on_stage)
         except WorkerDied:
@@ -211,12 +273,8 @@ class WorkerPool:
         """End every idle worker of `model` (really frees its memory). Returns how many."""
         stopped = 0
         for slot in self.entry(model).slots:
-            if slot.worker is not None and not slot.busy:
-                slot.busy = True
-                try:
-                    await slot.worker.stop()
-                finally:
-                    slot.worker, slot.busy = None, False
+            if slot.worker is not None and slot.free:
+                await self._stop_worker(slot)
                 stopped += 1
         return stopped
 
@@ -232,8 +290,7 @@ class WorkerPool:
             "devices": entry.devices,
             "workers": [
                 {"device": s.device, "pid": s.worker.pid if s.worker else None,
-                 "state": "loading" if s.loading else ("busy" if s.busy and s.ready else
-                          ("ready" if s.ready else "stopped")), "job_id": s.job_id}
+                 "state": s.public_state, "job_id": s.job_id}
                 for s in entry.slots
             ],
             "error": entry.error,

@@ -9,9 +9,22 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
-from hub3d.workers.protocol import decode, encode
+from hub3d.workers.protocol import (
+    Done,
+    Exit,
+    Failed,
+    FromWorker,
+    LoadFailed,
+    Loading,
+    ProtocolError,
+    Ready,
+    Run,
+    Stage,
+    decode,
+    encode,
+)
 
 __all__ = ["ModelLoadFailed", "WorkerDied", "WorkerProcess", "describe_exit"]
 
@@ -65,7 +78,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.extra_env = env or {}
         self.proc: asyncio.subprocess.Process | None = None
-        self.info: dict[str, Any] = {}
+        self.info: Ready | None = None
 
     @property
     def alive(self) -> bool:
@@ -91,7 +104,7 @@ class WorkerProcess:
     def _child_device(self) -> str:
         return "cuda:0" if self.device.startswith("cuda") else self.device
 
-    async def start(self) -> dict[str, Any]:
+    async def start(self) -> Ready:
         """Spawn and wait until the model is loaded; raises ModelLoadFailed or WorkerDied."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.log_path.exists() and self.log_path.stat().st_size > _LOG_ROTATE_BYTES:
@@ -105,38 +118,54 @@ class WorkerProcess:
             )
         while True:
             msg = await self._read()
-            if msg["type"] == "ready":
+            if isinstance(msg, Ready):
                 self.info = msg
                 return msg
-            if msg["type"] == "load_failed":
+            if isinstance(msg, LoadFailed):
                 await self._reap()
-                raise ModelLoadFailed(msg.get("error") or "model failed to load")
+                raise ModelLoadFailed(msg.error)
+            if not isinstance(msg, Loading):
+                await self._unexpected(msg, " while loading")
 
-    async def run(self, request: dict[str, Any], on_stage: StageCallback) -> dict[str, Any]:
-        """Send one job; return its `done` or `failed` message. Raises WorkerDied."""
+    async def run(self, request: Run, on_stage: StageCallback) -> Done | Failed:
+        """Send one job; return how it ended. Raises WorkerDied."""
         assert self.proc is not None and self.proc.stdin is not None
         try:
-            self.proc.stdin.write(encode({"op": "run", **request}))
+            self.proc.stdin.write(encode(request))
             await self.proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             await self._raise_died()
         while True:
             msg = await self._read()
-            if msg["type"] == "stage":
-                on_stage(msg.get("stage") or "", msg.get("message") or "")
-            elif msg["type"] in ("done", "failed"):
-                if msg.get("restart"):
+            if isinstance(msg, Stage):
+                on_stage(msg.stage, msg.message)
+            elif isinstance(msg, (Done, Failed)):
+                if isinstance(msg, Failed) and msg.restart:
                     await self.stop()
                 return msg
+            else:
+                await self._unexpected(msg, f" while running job {request.job_id}")
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read(self) -> FromWorker:
         assert self.proc is not None and self.proc.stdout is not None
         line = await self.proc.stdout.readline()
         if not line:
             await self._raise_died()
-        return decode(line)
+        try:
+            msg = decode(line)
+        except ProtocolError as exc:
+            await self._unexpected(exc, "")
+        if not isinstance(msg, (Loading, Ready, LoadFailed, Stage, Done, Failed)):
+            await self._unexpected(msg, " (a message meant for the worker)")
+        return msg
 
-    async def _raise_died(self) -> None:
+    async def _unexpected(self, what: object, when: str) -> NoReturn:
+        """A worker that breaks the protocol cannot be trusted with the next job: end it."""
+        self.kill()
+        await self._reap()
+        raise WorkerDied(f"model worker broke the protocol{when}: {str(what)[:200]}")
+
+    async def _raise_died(self) -> NoReturn:
         await self._reap()
         raise WorkerDied(describe_exit(self.proc.returncode if self.proc else None,
                                        self.log_tail()))
@@ -166,7 +195,7 @@ class WorkerProcess:
             return
         with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
             assert self.proc.stdin is not None
-            self.proc.stdin.write(encode({"op": "exit"}))
+            self.proc.stdin.write(encode(Exit()))
             await self.proc.stdin.drain()
         try:
             await asyncio.wait_for(self.proc.wait(), timeout=timeout)

@@ -1,0 +1,52 @@
+"""The worker pool's slots: an explicit state, each change checked against where it starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub3d.workers.pool import SlotState, WorkerPool
+from tests.core.harness import Core, run
+
+
+def test_a_slot_goes_stopped_busy_loading_busy_ready_and_refuses_a_wrong_move(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        core = Core(tmp_path)
+        pool = WorkerPool(core.settings(), vram_probe=lambda d: None, gpu_lister=list)
+        try:
+            slot = pool.acquire("slow")
+            assert slot is not None and slot.state is SlotState.BUSY
+            assert pool.acquire("slow") is None  # one slot per model and device here
+            seen: list[str] = []
+            await pool.ensure_started(slot, lambda stage, msg: seen.append(slot.state.value))
+            assert slot.state is SlotState.BUSY and slot.ready
+            assert pool.describe("slow")["workers"][0]["state"] == "busy"
+            pool.release(slot)
+            assert slot.state is SlotState.READY and slot.job_id is None
+            assert pool.describe("slow")["workers"][0]["state"] == "ready"
+            with pytest.raises(RuntimeError, match="cannot go ready → ready"):
+                slot.release(0.0)  # a double release is a bug, not a no-op
+            assert await pool.unload("slow") == 1
+            assert slot.state is SlotState.STOPPED and slot.worker is None
+            assert pool.describe("slow")["workers"][0]["state"] == "stopped"
+        finally:
+            await pool.shutdown()
+    run(main())
+
+
+def test_a_worker_that_dies_while_ready_leaves_a_slot_that_is_not_ready(tmp_path: Path) -> None:
+    async def main() -> None:
+        core = await Core(tmp_path).start()
+        try:
+            await core.wait(core.submit().id)
+            slot = core.pool.models["slow"].slots[0]
+            assert slot.state is SlotState.READY and slot.worker is not None
+            slot.worker.kill()
+            await core.until(lambda: not slot.ready, 10)
+            assert slot.public_state == "stopped"
+            assert (await core.wait(core.submit().id)).status.value == "completed"
+        finally:
+            await core.stop()
+    run(main())
