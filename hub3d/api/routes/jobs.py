@@ -43,7 +43,9 @@ async def get_job(job_id: str, scheduler: SchedulerDep, store: StoreDep,
     return job_view(scheduler.get(job_id), store, settings.root_path)
 
 
-def _completed_file(scheduler: Scheduler, store: JobStore, job_id: str, name: str | None) -> Path:
+def _completed_file(scheduler: Scheduler, store: JobStore, job_id: str,
+                    name: str | None) -> tuple[Job, Path]:
+    """The completed job (read once) and its file `name` (default: its result)."""
     job = scheduler.get(job_id)
     if job.status is not JobStatus.COMPLETED:
         detail = f": {job.error}" if job.error else ""
@@ -52,22 +54,22 @@ def _completed_file(scheduler: Scheduler, store: JobStore, job_id: str, name: st
     path = store.job_dir(job_id) / (name or job.result or "")
     if not path.is_file():
         raise JobNotFound(f"job {job_id} has no {path.name}")
-    return path
+    return job, path
 
 
 @router.get("/{job_id}/download", responses={
     200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}}}, **_ERRORS})
 async def download(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Response:
     """The result file (GLB or PLY) of a completed job."""
-    path = _completed_file(scheduler, store, job_id, None)
-    media = scheduler.get(job_id).media_type or "application/octet-stream"
-    return await send_file(path, media, filename=f"{job_id}{path.suffix}")
+    job, path = _completed_file(scheduler, store, job_id, None)
+    return await send_file(path, job.media_type or "application/octet-stream",
+                           filename=f"{job_id}{path.suffix}")
 
 
 @router.get("/{job_id}/metadata", responses=_ERRORS)
 async def metadata(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Response:
     """metadata.json: params, per-stage timings, background removal path, mesh stats."""
-    path = _completed_file(scheduler, store, job_id, "metadata.json")
+    _, path = _completed_file(scheduler, store, job_id, "metadata.json")
     return await send_file(path, "application/json")
 
 
@@ -82,7 +84,8 @@ async def preview(job_id: str, scheduler: SchedulerDep, store: StoreDep,
         end = time.monotonic() + _PREVIEW_WAIT_S
         while not path.is_file() and time.monotonic() < end:
             await asyncio.sleep(0.05)
-    return await send_file(_completed_file(scheduler, store, job_id, "preview.png"), "image/png")
+    _, found = _completed_file(scheduler, store, job_id, "preview.png")
+    return await send_file(found, "image/png")
 
 
 def _renders_preview(pool: WorkerPool, model: str) -> bool:
