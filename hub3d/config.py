@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_DATA_DIR", "Settings", "data_dir_from_env"]
+
+DEFAULT_DATA_DIR = "~/hub3d-data"
+
+
+def data_dir_from_env(explicit: str | Path | None = None) -> Path:
+    """The data dir for tools that run without Settings (weights, watch): the given one, else
+    HUB3D_DATA_DIR, else ~/hub3d-data, as the server reads it."""
+    raw = explicit or os.environ.get("HUB3D_DATA_DIR") or DEFAULT_DATA_DIR
+    return Path(raw).expanduser().resolve()
 
 
 def _env(*names: str) -> AliasChoices:
@@ -26,7 +36,7 @@ class Settings(BaseSettings):
         default_factory=lambda: ["inflate"], validation_alias=_env("models", "HUB3D_MODELS")
     )
     data_dir: Path = Field(
-        Path("~/hub3d-data"), validation_alias=_env("data_dir", "HUB3D_DATA_DIR")
+        Path(DEFAULT_DATA_DIR), validation_alias=_env("data_dir", "HUB3D_DATA_DIR")
     )
     api_key: SecretStr | None = Field(None, validation_alias=_env("api_key", "HUB3D_API_KEY"))
     max_concurrent: int = Field(

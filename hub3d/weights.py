@@ -208,8 +208,9 @@ def fetch_weights(model: str, data_dir: Path, token: str | None) -> list[str]:
 
 
 def _command(args: argparse.Namespace) -> int:
-    raw = args.dir or os.environ.get("HUB3D_DATA_DIR") or "~/hub3d-data"
-    data_dir = Path(raw).expanduser().resolve()
+    from hub3d.config import data_dir_from_env
+
+    data_dir = data_dir_from_env(args.dir)
     token = args.token or os.environ.get("HF_TOKEN") or None
     try:
         lines = fetch_weights(args.model, data_dir, token)

@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hub3d.config import data_dir_from_env
 from hub3d.notebook.ports import port_holder, port_is_free
+from hub3d.notebook.server import RUNNING_MARK
 
 __all__ = ["health", "register", "restart", "stop_run"]
 
 NOTEBOOK = "sf3d_api_server.ipynb"
-_HEARTBEAT = "hub3d running at"  # printed by hub3d.notebook.block
 
 
 def _state_dir(data_dir: Path) -> Path:
@@ -38,9 +39,7 @@ def _load(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _data_dir(args: argparse.Namespace, params: dict[str, str] | None = None) -> Path:
-    raw = ((params or {}).get("DATA_DIR") or args.data_dir
-           or os.environ.get("HUB3D_DATA_DIR") or "~/hub3d-data")
-    return Path(raw).expanduser().resolve()
+    return data_dir_from_env((params or {}).get("DATA_DIR") or args.data_dir)
 
 
 def health(port: int, timeout: float = 3.0) -> dict[str, Any] | None:
@@ -136,7 +135,7 @@ def restart(notebook: Path, params: dict[str, str], data_dir: Path, kernel: str 
             return 1
         h = health(port)
         # healthy, and the notebook has reached its blocking cell (its first heartbeat line)
-        if h and h.get("status") in ("healthy", "degraded") and _HEARTBEAT in _tail(log, 400):
+        if h and h.get("status") in ("healthy", "degraded") and RUNNING_MARK in _tail(log, 400):
             print(f"hub3d {h['status']} at http://127.0.0.1:{port} (pid {proc.pid})")
             return 0
         time.sleep(0.5)

@@ -183,6 +183,17 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated()
 
 
+# block()'s heartbeat, and the part of it `hub3d watch` (headless) waits for in the notebook's
+# output: one definition, so the two cannot drift apart.
+HEARTBEAT = "hub3d {state} at {url}"
+RUNNING_MARK = HEARTBEAT.format(state="running", url="")
+
+
+def heartbeat_line(state: str, url: str, uptime_s: float) -> str:
+    return (f"[{time.strftime('%H:%M:%S')}] {HEARTBEAT.format(state=state, url=url)}"
+            f", up {uptime_s:.0f} s")
+
+
 def block(handle: ServerHandle, heartbeat_s: float = 60.0, *, print_fn: Any = print) -> str:
     """Keep the kernel busy (papermill waits on this cell) with a heartbeat line; an interrupt
     or SIGTERM stops the server cleanly. Returns why it ended."""
@@ -194,8 +205,8 @@ def block(handle: ServerHandle, heartbeat_s: float = 60.0, *, print_fn: Any = pr
             # (follows the registry: the panel's restart button makes a new handle)
             if time.monotonic() >= next_beat:
                 status = handle.status()
-                print_fn(f"[{time.strftime('%H:%M:%S')}] hub3d {status['state']} at {handle.url}"
-                         f", up {status['uptime_s']:.0f} s", flush=True)
+                print_fn(heartbeat_line(status["state"], handle.url, status["uptime_s"]),
+                         flush=True)
                 next_beat += heartbeat_s
             time.sleep(min(1.0, heartbeat_s))
     except KeyboardInterrupt:
