@@ -8,18 +8,18 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from hub3d import __version__
 from hub3d.config import Settings
 from hub3d.errors import JobNotFound, JobNotReady, QueueFull
 from hub3d.fsutil import atomic_write_json, disk_full
+from hub3d.jobs.ends import Completed, Dropped, Failure, JobEnd, stage_durations
 from hub3d.jobs.record import Job, JobStatus
 from hub3d.jobs.store import JobStore
 from hub3d.workers.pool import Slot, WorkerPool
 from hub3d.workers.process import ModelLoadFailed, WorkerDied
-from hub3d.workers.protocol import Done, Failed, Run
+from hub3d.workers.protocol import Failed, Run
 
 __all__ = ["Scheduler"]
 
@@ -27,31 +27,6 @@ log = logging.getLogger("hub3d.jobs")
 RESTART_FAILURE = "server restarted while processing (twice); submit the image again"
 JobListener = Callable[[Job], None]
 _LIVE = (JobStatus.QUEUED, JobStatus.PROCESSING)
-
-
-@dataclass(frozen=True)
-class Completed:
-    """How a run ended, as a value the scheduler records: the worker's Done."""
-
-    done: Done
-    device: str
-    spent: dict[str, float]  # the model load (when it ran) and the worker's stages
-
-
-@dataclass(frozen=True)
-class Failure:
-    """The run failed (the model, its worker, or the server); `error` is what the user reads."""
-
-    error: str
-    spent: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Dropped:
-    """Nothing to record: the job was canceled before it could run."""
-
-
-JobEnd = Completed | Failure | Dropped
 
 
 class Scheduler:
@@ -260,7 +235,7 @@ class Scheduler:
         except ModelLoadFailed as exc:
             return Failure(f"model '{job.model}' failed to load: {exc}", spent)
         except WorkerDied as exc:  # its own timings died with it: keep the stages it reported
-            spent.update(_stage_durations(marks, time.perf_counter()))
+            spent.update(stage_durations(marks, time.perf_counter()))
             return Failure(str(exc), spent)
         except Exception as exc:  # never leave a job in "processing"
             if disk_full(exc):
@@ -356,11 +331,3 @@ class Scheduler:
             await asyncio.sleep(period)
             self.cleanup_expired()
 
-
-def _stage_durations(marks: list[tuple[str, float]], end: float) -> dict[str, float]:
-    """Seconds per worker stage from the stage reports seen (the model load is timed apart)."""
-    out: dict[str, float] = {}
-    for (stage, began), (_, until) in zip(marks, [*marks[1:], ("", end)], strict=True):
-        if stage != "loading_model":
-            out[stage] = round(out.get(stage, 0.0) + until - began, 6)
-    return out
