@@ -20,7 +20,10 @@ Exceptions (each carries `.response`, the requests.Response, when there was one)
 
     ClientError                  base class
     ├── InputError               bad local input (missing file, unsupported array); also ValueError
-    ├── ConnectionFailed         server unreachable: not running, wrong URL, tunnel down
+    ├── ConnectionFailed         server unreachable: not running, tunnel down
+    │   └── ServerAway           the hub answers, hub3d does not: your Jupyter server is stopped
+    │                            (hub 424) or nothing listens on the port (proxy 5xx page)
+    ├── WrongURL                 something answers, but not hub3d: check --server
     ├── AuthError                wrong X-API-Key (401), or the hub proxy wants a login (hub token)
     ├── RequestRejected          4xx: the server refused the request; `.code` is its error code
     │   └── QueueFull            429 for longer than `queue_wait_s`; `.retry_after` seconds
@@ -56,13 +59,15 @@ from urllib3.util.retry import Retry
 __all__ = [
     "AuthError", "BatchItem", "ClientError", "ConnectionFailed", "InputError", "JobError",
     "JobFailed", "JobTimeout", "QueueFull", "RequestRejected", "Result", "SF3DClient",
-    "ServerError", "format_health", "main",
+    "ServerAway", "ServerError", "WrongURL", "format_health", "main",
 ]
 __version__ = "0.1.0"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 TERMINAL = ("completed", "failed", "canceled")
-RESTART_HINT = "server not running: restart it with `hub3d restart` on the hub"
+RESTART_HINT = ("server not running: Run All in sf3d_api_server.ipynb on the hub, or"
+                " `python -m hub3d restart` in a hub terminal")
+PROXY_SHAPE = "/user/<you>/proxy/<port>/"
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -78,6 +83,14 @@ class InputError(ClientError, ValueError):
 
 
 class ConnectionFailed(ClientError):
+    pass
+
+
+class ServerAway(ConnectionFailed):
+    pass
+
+
+class WrongURL(ClientError):
     pass
 
 
@@ -278,7 +291,7 @@ class SF3DClient:
 
     def __init__(self, base_url: str, api_key: str | None = None,
                  hub_token: str | None = None, timeout: float = 60.0, retries: int = 3,
-                 *, session: requests.Session | None = None, reconnect_s: float = 60.0,
+                 *, session: requests.Session | None = None, reconnect_s: float = 300.0,
                  queue_wait_s: float = 600.0, use_events: bool = True,
                  poll_interval: tuple[float, float] = (0.25, 2.0)) -> None:
         if not base_url or not urlsplit(base_url).scheme.startswith("http"):
@@ -289,6 +302,8 @@ class SF3DClient:
         self.use_events, self.poll_interval = use_events, poll_interval
         self._active: set[str] = set()  # jobs this client waits on, for cancel_active()
         self._lock = threading.Lock()
+        self._waiting = False
+        self.notify: Callable[[str], None] | None = None  # told when it waits and resumes
         self.headers = {"ngrok-skip-browser-warning": "1",
                         "User-Agent": f"sf3d-client/{__version__}"}
         if api_key:
@@ -321,16 +336,57 @@ class SF3DClient:
         return AuthError(f"the hub did not accept your token: make one at {self.hub_url}/hub/token"
                          f"{sent}", resp)
 
+    def _wrong_url(self, resp: requests.Response, what: str) -> WrongURL:
+        shape = f": a hub URL ends in {PROXY_SHAPE}" if "/user/" in self.base_url or \
+            "/hub" in urlsplit(resp.url).path else ""
+        return WrongURL(f"no hub3d server at {self.base_url} ({what}){shape}; use the URL the"
+                        " notebook printed", resp)
+
+    def _server_stopped(self, resp: requests.Response) -> ServerAway:
+        return ServerAway(f"your Jupyter server on the hub is not running: start it at"
+                          f" {self.hub_url}/hub/home, then Run All in sf3d_api_server.ipynb (or"
+                          " `python -m hub3d restart` in a hub terminal)", resp)
+
+    def _redirected(self, resp: requests.Response) -> requests.Response:
+        """JupyterHub's 3xx: a login (bad token), or the hub itself taking a /user/ URL
+        because no server of that user is running (it then says 424), or a wrong address."""
+        location = resp.headers.get("location", "")
+        path = urlsplit(location).path
+        if "/oauth2/authorize" in path or path.rstrip("/").endswith("/hub/login"):
+            raise self._hub_login_error(resp)
+        if "/hub/user/" in path:
+            follow = self.session.get(requests.compat.urljoin(resp.url, location),
+                                      headers=self.headers, timeout=self.timeout,
+                                      allow_redirects=False)
+            if follow.status_code in (424, 503):  # stopped, or still starting
+                raise self._server_stopped(follow)
+            raise self._wrong_url(follow, f"the hub answered {follow.status_code} for"
+                                          f" {urlsplit(follow.url).path}")
+        raise self._wrong_url(resp, f"redirected to {path or location}")
+
     def _check(self, resp: requests.Response) -> requests.Response:
         status, ctype = resp.status_code, resp.headers.get("content-type", "")
-        if 300 <= status < 400:  # JupyterHub answers a missing/bad token with its login page
-            raise self._hub_login_error(resp)
-        if status < 400:
-            if "text/html" in ctype:  # a login page or an ngrok interstitial, not our API
+        where = f"{resp.request.method} {urlsplit(resp.url).path}" if resp.request else resp.url
+        if 300 <= status < 400:
+            return self._redirected(resp)
+        if "json" not in ctype and "text/event-stream" not in ctype and (
+                status >= 500 or "text/html" in ctype):
+            # an HTML page: never hub3d, which answers JSON, files or event streams
+            if status == 424:
+                raise self._server_stopped(resp)
+            if status >= 500:  # the proxy: nothing listens on the port (kernel restarted?)
+                raise ServerAway(f"nothing answers at {self.base_url} (the proxy said {status}"
+                                 f" for {where}): {RESTART_HINT}; or check the port in"
+                                 " --server", resp)
+            if status in (401, 403):
                 raise self._hub_login_error(resp)
+            if status < 400 and "ngrok" in resp.text[:2000].lower():
+                raise AuthError("ngrok showed its browser warning page instead of the API:"
+                                " is this the tunnel URL the notebook printed?", resp)
+            raise self._wrong_url(resp, f"{status} page for {where}")
+        if status < 400:
             return resp
         code, message, err = _error_body(resp)
-        where = f"{resp.request.method} {urlsplit(resp.url).path}" if resp.request else resp.url
         if status in (401, 403) and not code and "json" not in ctype:
             raise self._hub_login_error(resp)
         if status == 401:
@@ -342,17 +398,18 @@ class SF3DClient:
             except ValueError:
                 retry_after = 5.0
             raise QueueFull(f"the server queue is full: {message}", resp, retry_after)
+        if status == 404 and not code:  # a route hub3d does not have: some other server
+            raise self._wrong_url(resp, f"404 for {where}")
         if status >= 500:
-            if "json" not in ctype:  # the hub proxy itself: nothing listens on the port
-                raise ConnectionFailed(f"{RESTART_HINT} (the proxy answered {status} for"
-                                       f" {where})", resp)
             raise ServerError(f"server error {status} on {where}: {message}", resp)
         raise RequestRejected(f"{message or 'request refused'} ({status} on {where})", resp,
                               code or str(err.get("code", "")))
 
     def _request(self, method: str, path: str, *, reconnect_s: float | None = None,
                  **kwargs: Any) -> requests.Response:
-        """One call; connection errors are retried for `reconnect_s` (a server restarting)."""
+        """One call. While the server is away (refused, proxy error page, hub 424: a kernel
+        restart, a stopped server) it is retried for `reconnect_s`; a POST keeps its
+        Idempotency-Key across the retries, so nothing is submitted twice."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         kwargs.setdefault("timeout", self.timeout)
         window = self.reconnect_s if reconnect_s is None else reconnect_s
@@ -362,18 +419,39 @@ class SF3DClient:
             try:
                 resp = self.session.request(method, url, headers=headers,
                                             allow_redirects=False, **kwargs)
+                checked = self._check(resp)
+                if self._waiting:
+                    self._waiting = False
+                    self._say("the server is back: resuming")
+                return checked
             except requests.ConnectionError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise ConnectionFailed(f"cannot reach {self.base_url}: {RESTART_HINT}, or"
-                                           f" check the URL and tunnel ({type(exc).__name__})"
-                                           ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 4.0)
-                continue
+                away: ClientError = ConnectionFailed(
+                    f"cannot reach {self.base_url}: {RESTART_HINT}; or check the URL and"
+                    f" tunnel ({type(exc).__name__})")
+                cause: BaseException = exc
+            except ServerAway as exc:
+                away, cause = exc, exc
             except requests.Timeout as exc:
                 raise ConnectionFailed(f"no answer from {url} within {kwargs['timeout']} s:"
                                        " the server or tunnel is stuck") from exc
-            return self._check(resp)
+            if time.monotonic() + delay > deadline:
+                if window > 0:
+                    away.message = f"{away.message} (waited {window:.0f} s)"
+                    away.args = (away.message,)
+                raise away from (None if cause is away else cause)
+            self._on_wait(away)
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+    def _on_wait(self, away: ClientError) -> None:
+        """Say once per outage that the client is waiting, and why."""
+        if not self._waiting:
+            self._waiting = True
+            self._say(f"waiting for the server (up to {self.reconnect_s:.0f} s): {away.message}")
+
+    def _say(self, line: str) -> None:
+        if self.notify is not None:
+            self.notify(line)
 
     # -- queries
     def test_connection(self) -> dict[str, Any]:
@@ -442,8 +520,11 @@ class SF3DClient:
         last: dict[str, Any] | None = None
         try:
             # the server sends a keepalive every 15 s: silence past 20 s is a buffering proxy
+            # jupyter-server-proxy streams only when Accept is exactly text/event-stream;
+            # anything else is buffered until the job ends
             resp = self._request("GET", f"/job/{job_id}/events", stream=True, reconnect_s=0,
-                                 timeout=(self.timeout, 20.0))
+                                 timeout=(self.timeout, 20.0),
+                                 headers={"Accept": "text/event-stream"})
             with resp:
                 for line in resp.iter_lines(decode_unicode=True):
                     if line and line.startswith("data:"):
@@ -783,6 +864,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip inputs whose output exists")
     p.add_argument("--sync", action="store_true", help="one request per image (direct access)")
     p.add_argument("--timeout", type=float, help="give up on a job after this many seconds")
+    p.add_argument("--reconnect", type=float, default=300.0, metavar="SECONDS",
+                   help="wait this long for a server that went away (kernel restart + Run All,"
+                        " a stopped server) before failing its jobs (default 300)")
     p.add_argument("--health", action="store_true", help="print the server's health and exit")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--version", action="version", version=f"sf3d_client {__version__}")
@@ -797,7 +881,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not a.health and not a.inputs:
         parser.error("give at least one image or folder (or --health)")
     try:
-        client = SF3DClient(a.server, api_key=a.api_key, hub_token=a.hub_token)
+        client = SF3DClient(a.server, api_key=a.api_key, hub_token=a.hub_token,
+                            reconnect_s=a.reconnect)
+        if not a.quiet:
+            client.notify = lambda line: print(line, file=sys.stderr, flush=True)
         health = client.health() if a.health else client.test_connection()
         if a.health:
             print(format_health(health))

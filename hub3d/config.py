@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         False, validation_alias=_env("allow_private_urls", "HUB3D_ALLOW_PRIVATE_URLS")
     )
     root_path: str = Field("", validation_alias=_env("root_path", "HUB3D_ROOT_PATH"))
+    # keep the hub (and kernel) told the server is in use while it works, and this long after
+    # the last request; the hub's own reports come every 300 s, so once a minute is plenty
+    activity_interval_s: float = Field(
+        60.0, gt=0, validation_alias=_env("activity_interval_s", "HUB3D_ACTIVITY_INTERVAL_S"))
+    activity_window_s: float = Field(
+        300.0, ge=0, validation_alias=_env("activity_window_s", "HUB3D_ACTIVITY_WINDOW_S"))
     log_level: str = Field("info", validation_alias=_env("log_level", "HUB3D_LOG_LEVEL"))
     # A local copy of the page's 3D viewer (offline labs): a folder holding model-viewer.min.js,
     # or one where `npm install @google/model-viewer` ran. Unset: the page loads it from a CDN.

@@ -45,8 +45,11 @@ def _data_dir(args: argparse.Namespace, params: dict[str, str] | None = None) ->
 def health(port: int, timeout: float = 3.0) -> dict[str, Any] | None:
     import requests
 
-    try:
-        r = requests.get(f"http://127.0.0.1:{port}/health", timeout=timeout)
+    from hub3d.activity import MONITOR_HEADER
+
+    try:  # a monitor's check: not use, so it keeps nothing alive
+        r = requests.get(f"http://127.0.0.1:{port}/health", timeout=timeout,
+                         headers={MONITOR_HEADER: "headless"})
         return dict(r.json()) if r.ok else None
     except (requests.RequestException, ValueError):
         return None
@@ -89,6 +92,21 @@ def stop_run(data_dir: Path, grace_s: float = 30.0) -> str:
     (_state_dir(data_dir) / "run.json").unlink(missing_ok=True)
     how = f"{len(alive)} killed after {grace_s:.0f} s" if alive else "cleanly"
     return f"stopped run pid {state['pid']} (port {state['port']}) {how}"
+
+
+def reach_lines(port: int, data_dir: Path) -> list[str]:
+    """Where the laptop finds this server through the hub proxy, and its client line."""
+    from hub3d.notebook.urls import hub_proxy_url, proxy_root_path
+
+    root = proxy_root_path(port)
+    if not root:
+        return []
+    url = hub_proxy_url(port) or f"https://YOUR-HUB{root}/"
+    key = "" if not (data_dir / "api_key").is_file() else ' --api-key "$HUB3D_API_KEY"'
+    return [f"through the hub: {url}",
+            f"laptop: python sf3d_client.py photo.png --server {url.rstrip('/')}"
+            f' --hub-token "$JUPYTERHUB_TOKEN"{key}'
+            + (f"   (HUB3D_API_KEY is in {data_dir / 'api_key'})" if key else "")]
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -137,6 +155,7 @@ def restart(notebook: Path, params: dict[str, str], data_dir: Path, kernel: str 
         # healthy, and the notebook has reached its blocking cell (its first heartbeat line)
         if h and h.get("status") in ("healthy", "degraded") and RUNNING_MARK in _tail(log, 400):
             print(f"hub3d {h['status']} at http://127.0.0.1:{port} (pid {proc.pid})")
+            print("\n".join(reach_lines(port, data_dir)))
             return 0
         time.sleep(0.5)
     print(f"not healthy after {timeout_s:.0f} s; last lines of {log}:\n{_tail(log)}")
@@ -176,6 +195,10 @@ def _status(args: argparse.Namespace) -> int:
     info = {"pid": state["pid"], "running": alive, "port": state["port"],
             "health": (h or {}).get("status", "unreachable"), "log": state["log"],
             "output": state["output"], "params": state["params"]}
+    reach = reach_lines(int(state["port"]), _data_dir(args))
+    if reach:
+        info["hub_url"] = reach[0].split(": ", 1)[1]
+        info["client"] = reach[1].split(": ", 1)[1]
     print(json.dumps(info, indent=2) if args.json else "\n".join(
         f"{k:>8}: {v}" for k, v in info.items()))
     return 0 if alive and h else 1

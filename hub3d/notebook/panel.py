@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+from hub3d.activity import MONITOR_HEADER
+from hub3d.api.auth import download_sig
 from hub3d.notebook.server import ServerHandle, start_server
 
 __all__ = ["Panel", "render_html", "show_panel", "snapshot"]
@@ -20,12 +22,13 @@ def snapshot(handle: ServerHandle, jobs: int = 8) -> dict[str, Any]:
     import requests
 
     snap: dict[str, Any] = {"status": handle.status(), "health": None, "queue": None,
-                            "jobs": [], "logs": handle.logs[-15:], "error": None}
+                            "jobs": [], "logs": handle.logs[-15:], "error": None,
+                            "api_key": handle.api_key}
     if not handle.running:
         return snap
     try:
         with requests.Session() as http:
-            http.headers.update(handle.headers())
+            http.headers.update({**handle.headers(), MONITOR_HEADER: "panel"})
             snap["health"] = http.get(f"{handle.url}/health", timeout=5).json()
             snap["queue"] = http.get(f"{handle.url}/queue", timeout=5).json()
         # Recent jobs straight from the store, with the queue wait GET /jobs does not give.
@@ -49,12 +52,25 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{cells}</tr>{body or '<tr><td>(none)</td></tr>'}</table>"
 
 
+def _download_link(snap: dict[str, Any], job_id: str) -> str:
+    """Path-absolute behind the hub proxy (the browser is on the hub, with its cookie), signed
+    for this job, since a link cannot send X-API-Key."""
+    st = snap["status"]
+    base = (st.get("root_path") or st["url"]).rstrip("/")
+    key = snap.get("api_key")
+    sig = f"?sig={download_sig(key, job_id)}" if key else ""
+    return f"{base}/job/{job_id}/download{sig}"
+
+
 def render_html(snap: dict[str, Any], public_url: str | None = None) -> str:
     st, health, queue = snap["status"], snap["health"] or {}, snap["queue"] or {}
     base = (public_url or st["url"]).rstrip("/")
+    since = time.strftime("%H:%M:%S", time.localtime(st["started_at"])) \
+        if st.get("started_at") else "-"
+    # no ticking clock here: the panel redraws (a kernel message) only when something changed
     parts = [f"<b>hub3d</b> {html.escape(st['state'])} at <code>{html.escape(base)}</code>"
              f" &middot; health: <b>{html.escape(str(health.get('status', '-')))}</b>"
-             f" &middot; up {st['uptime_s']:.0f} s"]
+             f" &middot; up since {since}"]
     models = health.get("models") or {}
     parts.append(_table(["model", "state", "device", "error"],
                         [[n, m.get("state"), m.get("device") or "-",
@@ -70,13 +86,15 @@ def render_html(snap: dict[str, Any], public_url: str | None = None) -> str:
                           o.get("stage") or ""] for o in queue.get("order", [])]))
     parts.append(_table(["job", "status", "model", "waited s", "took s", "result"], [
         [j["job_id"][:10], j["status"], j["model"], j["wait_s"] or "", j["processing_time"] or "",
-         f"<a href='{base}/job/{j['job_id']}/download' target='_blank'>download</a>"
+         f"<a href='{html.escape(_download_link(snap, j['job_id']))}' target='_blank'>download</a>"
          if j["status"] == "completed" else html.escape((j["error"] or "")[:80])]
         for j in snap["jobs"]]))
     if snap["error"]:
         parts.append(f"<span style='color:#b00'>{html.escape(snap['error'])}</span>")
     tail = html.escape("\n".join(snap["logs"]))
     parts.append(f"<pre style='max-height:12em;overflow:auto;font-size:85%'>{tail}</pre>")
+    parts.append("<small>Live while this kernel runs. After a kernel restart this is a leftover"
+                 " of the old kernel: Run All again.</small>")
     return "<br>".join(parts)
 
 
@@ -108,7 +126,11 @@ class Panel:
             self._closed.wait(self.refresh_s)
 
     def refresh(self) -> None:
-        self.view.value = render_html(snapshot(self.handle), self.public_url)
+        """Redraw only on change: each redraw is a kernel message, and the Jupyter server
+        counts those as activity (a panel redrawing every 2 s would never let the hub cull)."""
+        value = render_html(snapshot(self.handle), self.public_url)
+        if value != self.view.value:
+            self.view.value = value
 
     def _in_thread(self, action: Any) -> None:
         def run() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from hub3d.activity import kernel_ping
 from hub3d.config import Settings
 from hub3d.notebook.ports import PortInUse, bind_socket
 
@@ -73,6 +74,7 @@ class ServerHandle:
         return {"state": state, "url": self.url, "port": self.port,
                 "models": list(self.settings.models), "data_dir": str(self.settings.data_dir),
                 "uptime_s": round(time.time() - self.started_at, 1) if state == "running" else 0,
+                "started_at": self.started_at, "root_path": self.root_path,
                 "log_path": str(self.log_path)}
 
     def problems(self) -> dict[str, str]:
@@ -85,6 +87,7 @@ class ServerHandle:
 
     def stop(self, timeout: float = 20.0) -> None:
         """Shut down uvicorn (the lifespan stops the scheduler and workers) and join."""
+        self.app.state.activity.stop()
         self._server.should_exit = True
         self._thread.join(timeout)
         if self._thread.is_alive():  # a stuck request: stop waiting for it
@@ -130,8 +133,10 @@ def start_server(port: int = 9299, models: str | list[str] = "inflate",
         old = _SERVERS.get(port)
     if old is not None:  # the cell was run again: replace the server it started
         old.stop()
+    # root_path in the settings too: status_url, download_url and messages carry the prefix
     cfg = Settings.model_validate({"port": port, "models": models, "data_dir": data_dir,
-                                   "api_key": api_key, "host": host, **settings})
+                                   "api_key": api_key, "host": host, "root_path": root_path,
+                                   **settings})
     sock = bind_socket(host, port)  # raises PortInUse now, not after a hang
     if port == 0:  # any free port: the one the OS picked is the server's from here on
         port = int(sock.getsockname()[1])
@@ -158,6 +163,8 @@ def start_server(port: int = 9299, models: str | list[str] = "inflate",
         time.sleep(0.01)
     with _LOCK:
         _SERVERS[port] = handle
+    if (ping := kernel_ping()) is not None:  # in a notebook: the kernel culler sees the work
+        handle.app.state.activity.add_ping(ping)
     logging.getLogger("hub3d").info("hub3d serving %s at %s (data dir %s)",
                                     ",".join(cfg.models), handle.url, cfg.data_dir)
     for name, why in handle.problems().items():

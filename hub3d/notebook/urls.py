@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from urllib.parse import quote
 
 __all__ = [
     "WayIn", "format_ways_in", "hub_proxy_url", "proxy_root_path", "resolve_api_key",
-    "server_proxy_check", "start_ngrok", "ways_in",
+    "server_proxy_check", "start_ngrok", "terminal_command", "ways_in",
 ]
 
 KEY_FILE = "api_key"
@@ -45,30 +46,56 @@ def proxy_root_path(port: int, env: Mapping[str, str] | None = None) -> str:
 
 def hub_proxy_url(port: int, hub_url: str | None = None,
                   env: Mapping[str, str] | None = None) -> str | None:
-    """`https://<hub>/user/<name>/proxy/<port>/`, or None when the hub's address is unknown."""
+    """`https://<hub>/user/<name>/proxy/<port>/`, or None when the hub's address is unknown.
+
+    The user and prefix come from JUPYTERHUB_SERVICE_PREFIX; the address from HUB_URL, else
+    JUPYTERHUB_PUBLIC_URL (this *server's* public URL, already ending in /user/<name>/), else
+    JUPYTERHUB_PUBLIC_HUB_URL (the hub's, ending in /hub/)."""
     env = env if env is not None else os.environ
     root = proxy_root_path(port, env)
-    base = hub_url or env.get("JUPYTERHUB_PUBLIC_URL") or env.get("JUPYTERHUB_PUBLIC_HUB_URL")
-    if not root or not base:
+    if not root:
         return None
-    base = base.rstrip("/")
-    if base.endswith("/hub"):  # JUPYTERHUB_PUBLIC_HUB_URL points at /hub/
-        base = base[: -len("/hub")]
-    return f"{base}{root}/"
+    if hub_url:
+        return f"{_hub_base(hub_url)}{root}/"
+    if server_url := env.get("JUPYTERHUB_PUBLIC_URL"):
+        return f"{server_url.rstrip('/')}/proxy/{port}/"
+    if public_hub := env.get("JUPYTERHUB_PUBLIC_HUB_URL"):
+        return f"{_hub_base(public_hub)}{root}/"
+    return None
+
+
+def _hub_base(url: str) -> str:
+    """The hub's origin (and any base path) from its URL, with or without the /hub/ part."""
+    base = url.rstrip("/")
+    return base[: -len("/hub")] if base.endswith("/hub") else base
+
+
+def terminal_command(*args: str) -> str:
+    """A hub3d command that works in a hub terminal: a login shell resets PATH, so name this
+    kernel's Python rather than rely on a `hub3d` script being found."""
+    import shlex
+
+    return " ".join([shlex.quote(sys.executable), "-m", "hub3d", *map(shlex.quote, args)])
 
 
 def _server_python() -> str | None:
-    """The Python running the Jupyter server: the kernel's parent, when it is one."""
+    """The Python running the Jupyter server: the kernel's parent, when it is one. Its argv[0]
+    (e.g. /env/bin/python), not /proc/<ppid>/exe: that resolves a venv's symlink to the base
+    interpreter, which lacks the venv's packages."""
     try:
         exe = os.readlink(f"/proc/{os.getppid()}/exe")
-        cmd = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace")
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
-    return exe if "jupyter" in cmd and "python" in Path(exe).name else None
+    cmd = b" ".join(argv).decode(errors="replace")
+    if "jupyter" not in cmd or "python" not in Path(exe).name:
+        return None
+    first = argv[0].decode(errors="replace") if argv and argv[0] else ""
+    return first if first.startswith("/") and os.access(first, os.X_OK) else exe
 
 
 def server_proxy_check() -> str | None:
-    """None when jupyter-server-proxy is in the server's env, else what to do about it."""
+    """None when jupyter-server-proxy is in the server env, else what to do about it."""
     python = _server_python()
     if python is None:
         found = importlib.util.find_spec("jupyter_server_proxy") is not None
@@ -79,10 +106,12 @@ def server_proxy_check() -> str | None:
     if found:
         return None
     target = python or "the Python that runs your Jupyter server"
+    in_venv = python is not None and (Path(python).parent.parent / "pyvenv.cfg").is_file()
+    user = "" if in_venv else " --user"  # --user is refused inside a venv
     return (f"jupyter-server-proxy is not installed in the server env ({target}): run "
-            f"`{python or 'python'} -m pip install --user jupyter-server-proxy`, then restart "
-            "your server (File > Hub Control Panel > Stop My Server, then Start). Or ask your "
-            "hub admin to add it; meanwhile use TUNNEL='ngrok' or an SSH tunnel.")
+            f"`{python or 'python'} -m pip install{user} jupyter-server-proxy` in a hub terminal,"
+            " then restart your server (File > Hub Control Panel > Stop My Server, then Start)."
+            " Or ask your hub admin to add it; meanwhile use TUNNEL='ngrok' or an SSH tunnel.")
 
 
 def start_ngrok(port: int, authtoken: str | None, basic_auth: str | None = None) -> str:
@@ -136,7 +165,8 @@ def ways_in(port: int, tunnel: str, *, api_key: str | None, hub_url: str | None 
     if tunnel == "proxy":
         url = hub_proxy_url(port, hub_url, env)
         if url is None:
-            ways.append(WayIn("hub proxy", f"https://YOUR-HUB/user/YOUR-NAME/proxy/{port}/",
+            root = proxy_root_path(port, env) or f"/user/YOUR-NAME/proxy/{port}"
+            ways.append(WayIn("hub proxy", f"https://YOUR-HUB{root}/",
                               {"Authorization": "token $JUPYTERHUB_TOKEN", **key},
                               ["The hub's address is unknown here: set HUB_URL in the "
                                "parameters cell (e.g. 'https://hub.example.org')."],
@@ -155,11 +185,20 @@ def ways_in(port: int, tunnel: str, *, api_key: str | None, hub_url: str | None 
         ways.append(WayIn("ngrok", ngrok_url, {"ngrok-skip-browser-warning": "1", **key},
                           ["ngrok traffic does not count as hub activity: the idle culler may "
                            "still stop your server; keep BLOCK=True or the hub tab active."]))
-    host, user = socket.getfqdn(), getpass.getuser()
+    host, user = _ssh_host(), getpass.getuser()
     ways.append(WayIn("SSH tunnel", f"http://127.0.0.1:{port}", dict(key),
                       [f"On the laptop first: ssh -N -L {port}:127.0.0.1:{port} {user}@{host}"
                        "  (only where the hub's machines accept SSH)"]))
     return ways
+
+
+def _ssh_host() -> str:
+    """This machine's name as the laptop would ssh to it; a placeholder, not `localhost`
+    (what a container's getfqdn often says), when it has none."""
+    for name in (socket.getfqdn(), socket.gethostname()):
+        if name and not name.startswith("localhost") and name not in ("127.0.0.1", "::1"):
+            return name
+    return "THIS-MACHINE"
 
 
 def format_ways_in(ways: list[WayIn], api_key: str | None) -> str:
