@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import signal
 import socket
 import stat
@@ -89,10 +91,14 @@ def test_api_key_generated_once_and_private(tmp_path: Path) -> None:
 
 def test_docs_work_behind_the_hub_proxy_prefix(tmp_path: Path) -> None:
     port = free_port()
+    # as a hub with c.JupyterHub.public_url sets them: PUBLIC_URL is this server's own URL
     env = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ada/",
-           "JUPYTERHUB_PUBLIC_URL": "https://hub.example.org/"}
+           "JUPYTERHUB_PUBLIC_URL": "https://hub.example.org/user/ada/",
+           "JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/hub/"}
     root = proxy_root_path(port, env)
     assert root == f"/user/ada/proxy/{port}"
+    assert hub_proxy_url(port, env=env) == f"https://hub.example.org/user/ada/proxy/{port}/"
+    del env["JUPYTERHUB_PUBLIC_URL"]
     assert hub_proxy_url(port, env=env) == f"https://hub.example.org/user/ada/proxy/{port}/"
     assert hub_proxy_url(port, "https://h.org/hub/", {"JUPYTERHUB_SERVICE_PREFIX": "/user/b/"}) \
         == f"https://h.org/user/b/proxy/{port}/"
@@ -105,7 +111,8 @@ def test_docs_work_behind_the_hub_proxy_prefix(tmp_path: Path) -> None:
 
 
 def test_ways_in_commands() -> None:
-    env = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ada/", "JUPYTERHUB_PUBLIC_URL": "https://hub.org"}
+    env = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ada/",
+           "JUPYTERHUB_PUBLIC_URL": "https://hub.org/user/ada/"}
     ways = ways_in(9299, "proxy", api_key="k", env=env)
     assert [w.name for w in ways] == ["hub proxy", "SSH tunnel"]
     text = format_ways_in(ways, "k")
@@ -122,6 +129,14 @@ def test_ways_in_commands() -> None:
         ways_in(9299, "vpn", api_key=None)
 
 
+def test_ways_in_name_the_user_and_the_ssh_host() -> None:
+    """No public URL configured: the hub's address is a placeholder, the user's name is not;
+    the SSH line never says user@localhost."""
+    ways = ways_in(9299, "proxy", api_key=None, env={"JUPYTERHUB_SERVICE_PREFIX": "/user/ada/"})
+    assert ways[0].url == "https://YOUR-HUB/user/ada/proxy/9299/"
+    assert "@localhost" not in format_ways_in(ways, None)
+
+
 def test_sample_and_panel_on_a_live_server(tmp_path: Path) -> None:
     from tests.gltf_check import assert_valid_glb
 
@@ -133,7 +148,11 @@ def test_sample_and_panel_on_a_live_server(tmp_path: Path) -> None:
     assert snap["error"] is None and snap["health"]["status"] == "healthy"
     assert snap["jobs"][0]["job_id"] == job["job_id"]
     page = render_html(snap, "https://hub.org/user/a/proxy/1/")
-    assert f"https://hub.org/user/a/proxy/1/job/{job['job_id']}/download" in page
+    # the download link opens in a browser tab, which cannot send X-API-Key: it is signed
+    (link,) = re.findall(r"href='([^']+/download[^']*)'", page)
+    got = requests.get(html.unescape(link), timeout=10)
+    assert got.ok and got.content == Path(job["path"]).read_bytes()
+    assert requests.get(html.unescape(link)[:-4] + "0000", timeout=10).status_code == 401
     assert "inflate" in page and "CPU only" in page
     panel = Panel(handle, refresh_s=0.2)
     try:

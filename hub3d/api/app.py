@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from hub3d import __version__
+from hub3d.activity import install_activity
 from hub3d.api.auth import require_api_key
 from hub3d.api.errors import install_error_handlers
 from hub3d.api.inputs import preload_imaging
@@ -68,4 +69,5 @@ def create_app(
         app.include_router(router, dependencies=guarded)
     install_openapi(app)
     install_page(app, settings)
+    install_activity(app, settings)  # tells the hub it is in use only while it works
     return app

@@ -42,10 +42,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.hub)
 
 
-def start_hub(base: Path, **kwargs: Any) -> Hub:
+SLOW = "slow=tests.backends.testing:SlowBackend"  # a test backend that sleeps on request
+FIGURES: dict[str, str] = {}  # measured on the way, printed at the end (docs/reliability.md)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("hub path figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name:<58} {value}")
+
+
+def start_hub(base: Path, server_env: dict[str, str] | None = None, **kwargs: Any) -> Hub:
     if why := chp_missing():
         pytest.skip(why)
-    return Hub(base, free_port(), secrets.token_hex(16), ACTIVITY_S).start(**kwargs)
+    # the repo on the servers' PYTHONPATH: kernels can serve the tests' slow backend
+    env = {"PYTHONPATH": str(REPO), **(server_env or {})}
+    return Hub(base, free_port(), secrets.token_hex(16), ACTIVITY_S).start(env, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +126,9 @@ def wait_proxy_healthy(url: str, headers: dict[str, str], timeout: float = 60) -
 def served(hub_user: HubUser) -> Iterator[Served]:
     kernel = Kernel(hub_user)
     port = free_port()
-    params = {"MODELS": "inflate", "PORT": port, "SAMPLE": True}
+    params = {"MODELS": f"inflate,{SLOW}", "PORT": port, "SAMPLE": True}
     s = Served(hub_user, kernel, port, params).run_all()
+    FIGURES["Run All -> healthy through the proxy (first run)"] = f"{s.run_all_s:.1f} s"
     yield s
     kernel.execute("stop_all()" if "stop_all" in s.text else "pass", check=False)
     kernel.shutdown()

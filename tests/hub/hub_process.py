@@ -57,6 +57,8 @@ c.JupyterHub.last_activity_interval = cfg["activity_s"]
 c.JupyterHub.services = [{{"name": "hub3d-tests", "api_token": cfg["admin_token"]}}]
 c.JupyterHub.load_roles = [{{"name": "admin", "services": ["hub3d-tests"]}}]
 c.JupyterHub.cleanup_servers = True
+if cfg["public"]:  # as most hubs: JUPYTERHUB_PUBLIC_URL / _PUBLIC_HUB_URL reach the servers
+    c.JupyterHub.public_url = f"http://127.0.0.1:{{cfg['port']}}/"
 """
 
 
@@ -169,14 +171,16 @@ class Hub:
         return self.users[name]
 
     def start(self, server_env: dict[str, str] | None = None,
-              server_args: list[str] | None = None, timeout: float = 60.0) -> Hub:
+              server_args: list[str] | None = None, public_url: bool = True,
+              timeout: float = 60.0) -> Hub:
         self.dir.mkdir(parents=True, exist_ok=True)
         env = {"JUPYTERHUB_ACTIVITY_INTERVAL": str(self.activity_s), **(server_env or {})}
         cfg = {"port": self.port, "hub_port": free_port(), "proxy_api_port": free_port(),
                "chp": str(CHP), "proxy_token": os.urandom(16).hex(), "dir": str(self.dir),
                "password": PASSWORD, "singleuser": str(BIN / "jupyterhub-singleuser"),
                "server_args": server_args or [], "server_env": env,
-               "activity_s": self.activity_s, "admin_token": self.admin_token}
+               "activity_s": self.activity_s, "admin_token": self.admin_token,
+               "public": public_url}
         (self.dir / "jupyterhub_config.py").write_text(_CONFIG.format(cfg=cfg))
         run_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         run_env = {k: v for k, v in run_env.items() if not k.startswith("JUPYTERHUB_")}
