@@ -4,11 +4,13 @@ comes up in the kernel and the notebook's own sample makes a valid GLB."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 import trimesh
 
 from tests.notebook_env import REPO, notebook_env
@@ -55,3 +57,14 @@ def test_papermill_runs_the_notebook_on_cpu(tmp_path: Path) -> None:
     assert (data / "api_key").stat().st_mode & 0o777 == 0o600
     widget_state = json.dumps(nb.metadata.get("widgets", {}))
     assert "run a test image" in widget_state  # the panel was displayed
+
+
+def test_papermill_parses_the_parameters_cell_without_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Quotes or `=` in a parameter's comment made papermill warn "Unable to parse line"."""
+    import papermill
+
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        params = papermill.inspect_notebook(str(NOTEBOOK))
+    assert not [r for r in caplog.records if r.name.startswith("papermill")], caplog.text
+    assert {"PORT", "MODELS", "TUNNEL", "NGROK_AUTHTOKEN", "API_KEY", "BLOCK"} <= set(params)

@@ -183,8 +183,9 @@ def ways_in(port: int, tunnel: str, *, api_key: str | None, hub_url: str | None 
                               ' --hub-token "$JUPYTERHUB_TOKEN"'))
     if tunnel == "ngrok" and ngrok_url:
         ways.append(WayIn("ngrok", ngrok_url, {"ngrok-skip-browser-warning": "1", **key},
-                          ["ngrok traffic does not count as hub activity: the idle culler may "
-                           "still stop your server; keep BLOCK=True or the hub tab active."]))
+                          ["ngrok traffic bypasses the hub, but hub3d reports hub activity "
+                           "itself while jobs run and for 5 min after a request; idle longer, "
+                           "the hub's culler may stop the server."]))
     host, user = _ssh_host(), getpass.getuser()
     ways.append(WayIn("SSH tunnel", f"http://127.0.0.1:{port}", dict(key),
                       [f"On the laptop first: ssh -N -L {port}:127.0.0.1:{port} {user}@{host}"

@@ -56,6 +56,7 @@ class Kernel:
             try:
                 self.ws = websocket.create_connection(
                     url, header=[f"Authorization: token {self.user.token}"], timeout=5)
+                self._used = time.monotonic()
                 return
             except (OSError, websocket.WebSocketException):
                 if time.monotonic() > end:
@@ -66,6 +67,10 @@ class Kernel:
         return dict(self._rest("GET", f"api/kernels/{self.id}").json())
 
     def execute(self, code: str, timeout: float = 300.0, check: bool = True) -> Executed:
+        if time.monotonic() - self._used > 10:
+            # the server closes a websocket that left its pings unanswered (nobody read it)
+            self.ws.close()
+            self._connect()
         msg_id = uuid.uuid4().hex
         self.ws.send(json.dumps({
             "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "tests",
@@ -103,6 +108,7 @@ class Kernel:
             elif kind == "execute_reply":
                 replied = True
         out.seconds = time.monotonic() - t0
+        self._used = time.monotonic()
         if check and out.error:
             raise CellError(f"{out.error}\n--- cell:\n{code}\n--- output:\n{out.text}")
         return out
