@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import requests
 
 from tests.gltf_check import assert_valid_glb
@@ -63,6 +64,7 @@ def _slow_batch(served: Served, laptop: Laptop, out: Path, n: int, sleep_s: floa
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.timeout(600)  # a restart and a Run All on a loaded 2-core machine
 def test_client_resumes_after_a_kernel_restart_and_run_all(served: Served, laptop: Laptop,
                                                            tmp_path: Path) -> None:
     """Rows 3 and 11: the kernel restarts mid-batch; the busy worker ends with it (no orphan

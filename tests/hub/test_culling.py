@@ -42,6 +42,7 @@ def culling_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     hub.stop()
 
 
+@pytest.mark.timeout(600)
 def test_work_keeps_the_server_and_idleness_lets_it_go(culling_hub: Hub, png_b64: str) -> None:
     carol = culling_hub.user("carol").start()
     kernel = Kernel(carol)
