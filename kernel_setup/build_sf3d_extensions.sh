@@ -72,7 +72,10 @@ else
     # 2) PyPI carries the whole compiler from CUDA 13 on (nvidia-cuda-nvcc-cu11/-cu12 hold only
     #    ptxas): the torch's exact release, into the env
     echo "system nvcc: ${SYS_NVCC:-none}; torch is CUDA $TORCH_CUDA: installing nvcc $TORCH_CUDA into the env"
-    run "$PY" -m pip install "nvidia-cuda-nvcc==$TORCH_CUDA.*" "nvidia-cuda-runtime==$TORCH_CUDA.*"
+    # cccl: the libcu++ headers (nv/target) CUDA 13's cuda_fp16.h includes; nvvm and crt pinned
+    # too: nvcc leaves them unpinned, and a newer nvvm writes PTX this ptxas refuses
+    run "$PY" -m pip install "nvidia-cuda-nvcc==$TORCH_CUDA.*" "nvidia-cuda-runtime==$TORCH_CUDA.*" \
+      "nvidia-cuda-cccl==$TORCH_CUDA.*" "nvidia-nvvm==$TORCH_CUDA.*" "nvidia-cuda-crt==$TORCH_CUDA.*"
     CUDA_HOME="$("$PY" "$HERE/cuda_toolchain.py" cuda-home "$ENV_DIR")"; NVCC="$TORCH_CUDA"
   elif command -v conda >/dev/null; then
     # 3) CUDA 11/12: the toolkit's compiler and headers from NVIDIA's conda channel, user-space
