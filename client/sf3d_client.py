@@ -662,13 +662,17 @@ class SF3DClient:
             pass
 
     # -- the seed's names
-    def generate_mesh(self, image_array: Any, texture_resolution: int = 1024,
-                      remesh_option: str = "none", vertex_count: int = -1,
+    def generate_mesh(self, image_array: Any, texture_resolution: int | None = None,
+                      remesh_option: str | None = None, vertex_count: int | None = None,
                       output_path: os.PathLike | None = None, **kwargs: Any) -> Path:
         """An RGB(A) numpy array (or any accepted image) to a GLB; returns its path
-        (default: sf3d_<job id>.glb in the current folder)."""
-        result = self.generate(image_array, texture_resolution=texture_resolution,
-                               remesh_option=remesh_option, vertex_count=vertex_count, **kwargs)
+        (default: sf3d_<job id>.glb in the current folder). Only the parameters given are
+        sent (the server's defaults apply otherwise): a model that does not take one, such
+        as sam3d and texture_resolution, answers 422."""
+        given = {"texture_resolution": texture_resolution, "remesh_option": remesh_option,
+                 "vertex_count": vertex_count}
+        kwargs.update({k: v for k, v in given.items() if v is not None})
+        result = self.generate(image_array, **kwargs)
         fmt = result.output_format
         target = Path(output_path) if output_path else Path(f"sf3d_{result.job_id}.{fmt}")
         _atomic_write(target, result.data or b"")

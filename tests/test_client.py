@@ -75,6 +75,15 @@ def test_generate_mesh_from_numpy_array_sends_the_same_pixels(
     assert np.array_equal(sent[..., :3], rgb)
 
 
+def test_generate_mesh_sends_only_the_parameters_given(client: Any, tmp_path: Path) -> None:
+    # `slow` takes no texture parameters (like sam3d): the seed's defaults must not be sent
+    rgb = np.asarray(Image.open(io.BytesIO(make_png(64))).convert("RGB"))
+    out = client.generate_mesh(rgb, model="slow", output_path=tmp_path / "slow.glb")
+    assert_glb(out)
+    meta = json.loads((tmp_path / "slow.metadata.json").read_text())
+    assert "texture_resolution" not in meta["params"]
+
+
 @pytest.mark.parametrize("kind", ["bytes", "pil", "float_rgba_array"])
 def test_generate_accepts_bytes_pil_and_arrays(client: Any, kind: str) -> None:
     png = make_png(96)
