@@ -41,6 +41,14 @@ class Kernel:
         self.id = str(r.json()["id"])
         self._connect()
 
+    @classmethod
+    def attach(cls, user: HubUser, kernel_id: str) -> Kernel:
+        """A kernel someone else started (JupyterLab, say), on a websocket of our own."""
+        self = cls.__new__(cls)
+        self.user, self.id = user, kernel_id
+        self._connect()
+        return self
+
     def _rest(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         r = requests.request(method, f"{self.user.server_url}{path}",
                              headers=self.user.headers(), timeout=60, **kwargs)
