@@ -5,6 +5,7 @@ panel (an ipywidget) rendered in the page saying so."""
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from tests.servers import free_port
 
 pytestmark = pytest.mark.browser
 
-NAME = NOTEBOOK.name  # as the user has it: the printed restart command names this file
+NAME = "hub3d_gpu.ipynb"  # a user's renamed copy: the printed restart command must name it
 
 
 def notebook_with(params: dict[str, Any], home: Path) -> Path:
@@ -90,6 +91,9 @@ def test_run_all_in_jupyterlab_serves_and_shows_the_panel(browser: Any, hub_user
                  "the ways-in cell's output in the page")
         text = outputs()
         assert "Traceback" not in text, text
+        (restart,) = [ln for ln in text.splitlines() if " -m hub3d restart " in ln]
+        named = shlex.split(restart)[shlex.split(restart).index("--notebook") + 1]
+        assert Path(named) == (home / NAME).resolve(), restart  # the file this tab has open
         assert re.search(rf"sf3d_client\.py .*--server \S*{re.escape(prefix)}\b", text), text
         wait_proxy_healthy(user.proxy_url(port).rstrip("/"), user.headers(), timeout=30)
         ready_s = time.monotonic() - t0
