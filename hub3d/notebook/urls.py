@@ -15,8 +15,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 __all__ = [
-    "WayIn", "format_ways_in", "hub_proxy_url", "proxy_root_path", "resolve_api_key",
-    "server_proxy_check", "start_ngrok", "terminal_command", "ways_in",
+    "WayIn", "format_ways_in", "hub_proxy_url", "notebook_path", "proxy_root_path",
+    "resolve_api_key", "server_proxy_check", "start_ngrok", "terminal_command", "ways_in",
 ]
 
 KEY_FILE = "api_key"
@@ -76,6 +76,15 @@ def terminal_command(*args: str) -> str:
     import shlex
 
     return " ".join([shlex.quote(sys.executable), "-m", "hub3d", *map(shlex.quote, args)])
+
+
+def notebook_path(default: str = "sf3d_api_server.ipynb") -> str:
+    """This notebook's file, for commands that name it: the Jupyter server tells the kernel
+    (JPY_SESSION_NAME), so a renamed copy is named right; else `default` in the kernel's cwd."""
+    named = os.environ.get("JPY_SESSION_NAME", "")
+    if named.endswith(".ipynb") and Path(named).is_file():
+        return str(Path(named).resolve())
+    return str(Path(default).resolve())
 
 
 def _server_python() -> str | None:
