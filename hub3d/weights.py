@@ -1,8 +1,10 @@
-"""`hub3d fetch-weights sf3d|sam3d`: download every file a model needs, then run offline.
+"""`hub3d fetch-weights MODEL`: download every file a model needs, then run offline.
 
-Run once on a machine with internet. Checkpoints land under `<data dir>/weights/`, the models
-they pull at construction (DINOv2, CLIP, MoGe; u2net for SF3D's background removal) in caches
-there, and `<data dir>/offline.env` holds the settings that make later runs use only those files.
+Run once on a machine with internet. What to fetch is the backend's own declaration
+(`Backend.weights`, a hub3d.models.files.WeightsSpec): its checkpoint lands under
+`<data dir>/weights/`, the models its load pulls (DINOv2, CLIP, MoGe …) in caches there. The
+server, the notebook and doctor then find them from the data dir alone (hub3d.models.files);
+`<data dir>/offline.env` also records the settings, for shells that want them explicit.
 """
 
 from __future__ import annotations
@@ -10,54 +12,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub3d.errors import ModelError
+from hub3d.models.files import (
+    CACHE_DIRS,
+    Fetched,
+    HubFiles,
+    WeightsSpec,
+    resolve_files,
+    weights_dir,
+)
 
-__all__ = ["DINO_DEFAULTS", "DINO_TARGET", "PLANS", "FetchError", "dino_hub_entries",
-           "fetch_weights", "register", "write_offline_env"]
+__all__ = ["FetchError", "fetch_weights", "register", "u2net_step", "write_offline_env"]
 
 U2NET_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"
-# SAM-3D builds DINOv2 with torch.hub inside this class; its configs may leave out either
-# argument, which then takes the class's default (sam3d_objects/.../embedder/dino.py).
-DINO_TARGET = "sam3d_objects.model.backbone.dit.embedder.dino.Dino"
-DINO_DEFAULTS = ("facebookresearch/dinov2", "dinov2_vitb14")
 
 
 class FetchError(Exception):
     """A download that cannot go on; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class HubFiles:
-    repo_id: str
-    files: tuple[str, ...] = ()  # explicit files; empty → the patterns below, via a snapshot
-    patterns: tuple[str, ...] = ()
-    into: str | None = None  # folder under weights/; None → the Hugging Face cache (HF_HOME)
-
-
-PLANS: dict[str, list[HubFiles]] = {
-    "sf3d": [
-        HubFiles("stabilityai/stable-fast-3d", ("config.yaml", "model.safetensors"), into="sf3d"),
-        HubFiles("facebook/dinov2-large",
-                 ("config.json", "model.safetensors", "preprocessor_config.json")),
-        HubFiles("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", ("open_clip_pytorch_model.bin",)),
-    ],
-    "sam3d": [
-        HubFiles("facebook/sam-3d-objects", patterns=("checkpoints/*",), into="sam3d"),
-        HubFiles("Ruicheng/moge-vitl", ("model.pt",)),
-    ],
-}
-
-
-def _paths(data_dir: Path) -> dict[str, Path]:
-    weights = data_dir / "weights"
-    return {"weights": weights, "HF_HOME": weights / "hf", "TORCH_HOME": weights / "torch",
-            "U2NET_HOME": weights / "u2net"}
 
 
 def _refusal(exc: BaseException, repo_id: str, model: str) -> str | None:
@@ -94,15 +69,17 @@ def _hub_download(item: HubFiles, model: str, weights: Path, cache: Path,
                          "finished files are kept.") from exc
 
 
-def _fetch_u2net(folder: Path) -> Path:
+def u2net_step(fetched: Fetched) -> str:
+    """A fetch step: rembg's u2net model (background removal) into weights/u2net."""
     import requests
 
     from hub3d.fsutil import temp_path_for
 
+    folder = weights_dir(fetched.data_dir) / CACHE_DIRS["U2NET_HOME"]
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "u2net.onnx"
     if target.is_file() and target.stat().st_size > 0:
-        return target
+        return f"u2net → {target} (already there)"
     url = os.environ.get("HUB3D_U2NET_URL", U2NET_URL)
     tmp = temp_path_for(target)
     try:
@@ -117,44 +94,7 @@ def _fetch_u2net(folder: Path) -> Path:
             from exc
     finally:
         tmp.unlink(missing_ok=True)
-    return target
-
-
-def dino_hub_entries(checkpoints: Path) -> list[tuple[str, str]]:
-    """Each (torch.hub repo, model) SAM-3D's configs build DINOv2 from, in the order found."""
-    import yaml
-
-    found: list[tuple[str, str]] = []
-    for config in sorted(checkpoints.glob("*.yaml")):
-        for node in _dino_nodes(yaml.safe_load(config.read_text())):
-            entry = (str(node.get("repo_or_dir", DINO_DEFAULTS[0])),
-                     str(node.get("dino_model", DINO_DEFAULTS[1])))
-            if entry not in found:
-                found.append(entry)
-    return found
-
-
-def _dino_nodes(node: Any) -> list[dict[str, Any]]:
-    if isinstance(node, dict):
-        here = [node] if node.get("_target_") == DINO_TARGET else []
-        return here + [n for value in node.values() for n in _dino_nodes(value)]
-    if isinstance(node, list):
-        return [n for value in node for n in _dino_nodes(value)]
-    return []
-
-
-def _fetch_torch_hub(repo: str, model: str, torch_home: Path) -> str:
-    """Fill TORCH_HOME in SAM-3D's own environment (torch lives there, maybe not here)."""
-    python = os.environ.get("HUB3D_SAM3D_PYTHON", "").strip() or sys.executable
-    code = f"import torch; torch.hub.load({repo!r}, {model!r}, verbose=False)"
-    env = {**os.environ, "TORCH_HOME": str(torch_home)}
-    done = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return (f"DINOv2 via torch.hub was NOT fetched ({tail}). Run this with the SAM-3D "
-                f"environment's python: TORCH_HOME={torch_home} {python} -c \"{code}\"")
-    return f"DINOv2 ({repo}:{model}) cached in {torch_home}"
+    return f"u2net → {target}"
 
 
 def write_offline_env(data_dir: Path, settings: dict[str, str]) -> Path:
@@ -175,35 +115,44 @@ def write_offline_env(data_dir: Path, settings: dict[str, str]) -> Path:
     return path
 
 
+def _fetchable() -> dict[str, WeightsSpec]:
+    """Every installed backend that declares files to fetch, by name."""
+    from hub3d.models.registry import available_models, load_backend_class
+
+    found = {}
+    for name in available_models():
+        try:
+            spec = load_backend_class(name).weights
+        except Exception:  # noqa: BLE001 — a broken backend has nothing to fetch here
+            continue
+        if spec is not None:
+            found[name] = spec
+    return found
+
+
 def fetch_weights(model: str, data_dir: Path, token: str | None) -> list[str]:
     """Download everything for `model`; returns what was done, line by line."""
+    from hub3d.models.catalog import Catalog
+
+    entry = Catalog.build([model], data_dir).entry(model)
+    spec = entry.weights
+    if spec is None:
+        raise FetchError(f"model '{model}' has no weights to fetch")
     os.environ.pop("HF_HUB_OFFLINE", None)  # this command is the one that must go online
-    paths = _paths(data_dir)
-    cache = paths["HF_HOME"] / "hub"
+    weights = weights_dir(data_dir)
     done: list[str] = []
-    skip = {"weights"} if model == "sf3d" else {"weights", "U2NET_HOME"}
-    settings = {"HF_HUB_OFFLINE": "1", **{k: str(v) for k, v in paths.items() if k not in skip}}
-    for item in PLANS[model]:
-        where = _hub_download(item, model, paths["weights"], cache, token)
+    for item in spec.plan:
+        where = _hub_download(item, model, weights, weights / CACHE_DIRS["HF_HOME"] / "hub",
+                              token)
         done.append(f"{item.repo_id} → {where}")
-    if model == "sf3d":
-        from hub3d.models.sf3d import check_checkpoint
-
-        settings["HUB3D_SF3D_CHECKPOINT"] = check_checkpoint(str(paths["weights"] / "sf3d"))
-    else:
-        from hub3d.models.sam3d_env import check_checkpoints
-
-        checkpoints = paths["weights"] / "sam3d" / "checkpoints"
-        check_checkpoints(checkpoints)
-        settings["HUB3D_SAM3D_CHECKPOINTS"] = str(checkpoints)
-        entries = dino_hub_entries(checkpoints)
-        if not entries:
-            done.append(f"no {DINO_TARGET} in {checkpoints}/*.yaml: nothing to fetch through "
-                        "torch.hub")
-        done += [_fetch_torch_hub(repo, name, paths["TORCH_HOME"]) for repo, name in entries]
-    if model == "sf3d":  # the SAM-3D env has no rembg: its workers never read u2net
-        done.append(f"u2net → {_fetch_u2net(paths['U2NET_HOME'])}")
-    done.append(f"settings → {write_offline_env(data_dir, settings)}")
+    # what a worker will see from now on, by the same rule the server applies
+    files = resolve_files(spec, data_dir, {})
+    if files.checkpoint is None:
+        raise FetchError(f"nothing usable was fetched into {weights / spec.checkpoint}")
+    fetched = Fetched(data_dir, Path(files.checkpoint), entry.python, {**os.environ, **files.env})
+    done += [step(fetched) for step in spec.steps]
+    files = resolve_files(spec, data_dir, {})  # the steps may have added a cache
+    done.append(f"settings → {write_offline_env(data_dir, files.env)}")
     return done
 
 
@@ -220,8 +169,9 @@ def _command(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     print(json.dumps({"offline_env": str(data_dir / "offline.env")}))
-    print(f"Offline from now on: set -a; . {data_dir / 'offline.env'}; set +a; "
-          f"hub3d serve --data-dir {data_dir} --models {args.model}")
+    print(f"The server, the notebook and doctor find these files from the data dir: "
+          f"hub3d serve --data-dir {data_dir} --models {args.model} (or DATA_DIR in the "
+          "notebook) runs offline.")
     return 0
 
 
@@ -230,7 +180,8 @@ def register(subparsers: Any) -> None:
         "fetch-weights", help="download a model's weights for offline serving",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    parser.add_argument("model", choices=sorted(PLANS), help="which model's files to fetch")
+    parser.add_argument("model", choices=sorted(_fetchable()),
+                        help="which model's files to fetch")
     parser.add_argument("--token", help="Hugging Face token (default: HF_TOKEN); the models "
                                         "are gated: accept their licences first")
     parser.add_argument("--dir", help="data dir to fill (default: HUB3D_DATA_DIR or "

@@ -128,10 +128,10 @@ def test_sf3d_downloads_everything_and_writes_offline_env(hub: tuple[str, type[F
                if not line.startswith("#"))
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["HF_HOME"] == str(weights / "hf")
-    assert env["TORCH_HOME"] == str(weights / "torch")
+    assert "TORCH_HOME" not in env  # SF3D's load reads no torch.hub cache
     assert env["U2NET_HOME"] == str(weights / "u2net")
     assert env["HUB3D_SF3D_CHECKPOINT"] == str(weights / "sf3d")
-    assert "set -a" in done.stdout
+    assert f"--data-dir {data}" in done.stdout
 
 
 def test_sam3d_checkpoints_layout_and_env_merge(hub: tuple[str, type[FakeHub]],

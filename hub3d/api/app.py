@@ -21,6 +21,7 @@ from hub3d.config import Settings
 from hub3d.gpu import GPU, free_vram_gb, query_gpus
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
+from hub3d.models.catalog import Catalog
 from hub3d.workers.pool import WorkerPool
 
 __all__ = ["create_app"]
@@ -34,11 +35,14 @@ def create_app(
     vram_probe: Callable[[str], float | None] = free_vram_gb,
     gpu_lister: Callable[[], list[GPU]] = query_gpus,
 ) -> FastAPI:
+    catalog = Catalog.build(settings.models, settings.data_dir)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = JobStore(settings.data_dir)
-        pool = WorkerPool(settings, vram_probe=vram_probe, gpu_lister=gpu_lister)
+        pool = WorkerPool(settings, catalog=catalog, vram_probe=vram_probe,
+                          gpu_lister=gpu_lister)
         scheduler = Scheduler(settings=settings, store=store, pool=pool)
         app.state.metrics = metrics.Metrics()
         scheduler.on_finished.append(app.state.metrics.job_finished)
@@ -60,7 +64,7 @@ def create_app(
         title="hub3d", version=__version__, lifespan=lifespan, root_path=settings.root_path,
         description="Image-to-3D serving (SF3D, SAM-3D-Objects, inflate) from a JupyterHub GPU.",
     )
-    app.state.settings = settings
+    app.state.settings, app.state.catalog = settings, catalog
     install_error_handlers(app)
     app.include_router(status.open_router)
     guarded = [Depends(require_api_key)]

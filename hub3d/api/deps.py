@@ -12,13 +12,18 @@ from fastapi import Depends, Request
 from hub3d.config import Settings
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
+from hub3d.models.catalog import Catalog
 from hub3d.workers.pool import WorkerPool
 
-__all__ = ["PoolDep", "SchedulerDep", "SettingsDep", "StoreDep"]
+__all__ = ["CatalogDep", "PoolDep", "SchedulerDep", "SettingsDep", "StoreDep"]
 
 
 async def _settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+async def _catalog(request: Request) -> Catalog:
+    return request.app.state.catalog
 
 
 async def _store(request: Request) -> JobStore:
@@ -34,6 +39,7 @@ async def _scheduler(request: Request) -> Scheduler:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
 StoreDep = Annotated[JobStore, Depends(_store)]
 PoolDep = Annotated[WorkerPool, Depends(_pool)]
 SchedulerDep = Annotated[Scheduler, Depends(_scheduler)]

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from hub3d.config import Settings
 from hub3d.errors import ImageTooLarge, InvalidInput, InvalidParams, UnsupportedMedia
 from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams
-from hub3d.workers.pool import WorkerPool
+from hub3d.models.catalog import Catalog
 
 __all__ = [
     "ParsedRequest",
@@ -127,14 +128,15 @@ async def _fields(request: Request, settings: Settings) -> dict[str, Any]:
 
 
 async def parse_generate_request(
-    request: Request, settings: Settings, pool: WorkerPool
+    request: Request, settings: Settings, catalog: Catalog
 ) -> ParsedRequest:
     fields = await _fields(request, settings)
     fields = {k: v for k, v in fields.items() if v is not None and v != ""}
     model = fields.get("model") or settings.default_model
     if not isinstance(model, str):
         raise InvalidInput("'model' must be a string")
-    backend = pool.backend(model)
+    entry = catalog.entry(model)
+    backend = entry.backend()
     image, url = fields.get("image"), fields.get("image_url")
     if (image is None) == (url is None):
         raise InvalidInput("send exactly one of 'image' (base64 or file upload) and 'image_url'")
@@ -143,7 +145,8 @@ async def parse_generate_request(
     params = validate_params(model, backend, {k: v for k, v in fields.items()
                                               if k not in RESERVED})
     if _overrides_check(backend):
-        await run_in_threadpool(backend.check_request, params)  # may probe another Python env
+        # may probe the model's own Python env
+        await run_in_threadpool(partial(backend.check_request, params, python=entry.python))
     return ParsedRequest(model, params, image, url, fields.get("mask"))
 
 

@@ -9,7 +9,6 @@ from fastapi import FastAPI
 
 from hub3d.api.schemas import generate_request_body
 from hub3d.models.base import Backend
-from hub3d.models.registry import load_backend_class
 
 __all__ = ["install_openapi"]
 
@@ -17,16 +16,7 @@ _GENERATE_PATHS = ("/generate", "/generate/sync")
 
 
 def _served_backends(app: FastAPI) -> dict[str, type[Backend]]:
-    pool = getattr(app.state, "pool", None)
-    if pool is not None:
-        return {name: e.cls for name, e in pool.models.items() if e.cls is not None}
-    found: dict[str, type[Backend]] = {}  # before startup: the same classes, from the settings
-    for spec in app.state.settings.models:
-        try:
-            found[spec.partition("=")[0]] = load_backend_class(spec)
-        except Exception:  # noqa: BLE001 — a broken backend is reported by /health, not here
-            continue
-    return found
+    return {e.name: e.cls for e in app.state.catalog if e.cls is not None}
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -38,7 +28,7 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = build()
             body, defs = generate_request_body(_served_backends(app),
-                                               app.state.settings.default_model)
+                                               app.state.catalog.default)
             for path in _GENERATE_PATHS:
                 schema["paths"][path]["post"]["requestBody"] = body
             if defs:

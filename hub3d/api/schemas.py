@@ -18,6 +18,7 @@ __all__ = [
     "JobAccepted",
     "JobView",
     "ModelInfo",
+    "WeightsInfo",
     "QueueView",
     "Timestamps",
 ]
@@ -120,6 +121,14 @@ class QueueView(BaseModel):
     order: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class WeightsInfo(BaseModel):
+    checkpoint: str | None = Field(description="the folder or hub id its workers load")
+    source: str = Field(description="setting | fetched | source_tree | hub | none")
+    offline: bool = Field(description="true: its workers never go online for files")
+    missing: list[str] = Field(description="files of `hub3d fetch-weights` not on disk")
+    summary: str
+
+
 class ModelInfo(BaseModel):
     name: str
     description: str
@@ -132,6 +141,11 @@ class ModelInfo(BaseModel):
     vram_gb: float
     parameters: dict[str, Any] = Field(description="JSON schema of the backend's parameters")
     workers: list[dict[str, Any]]
+    formats: list[str] = Field(description="output formats it offers: output_format and "
+                                           "/job/{id}/download?format=")
+    python: str = Field(description="the Python its workers run")
+    python_from: str = Field(description="the setting that chose it")
+    weights: WeightsInfo | None = Field(description="where its checkpoint comes from")
 
 
 class HealthResponse(BaseModel):

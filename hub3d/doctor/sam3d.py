@@ -175,7 +175,7 @@ def _probe(python: str) -> dict[str, Any]:
 
 
 def gather_sam3d(env: dict[str, str], data_dir: Path) -> dict[str, Any]:
-    from hub3d.weights import dino_hub_entries
+    from hub3d.models.sam3d_weights import dino_hub_entries
 
     python = env.get(PYTHON_ENV_VAR, "").strip()
     src = env.get("HUB3D_SAM3D_SRC", "").strip()

@@ -288,13 +288,21 @@ class Scheduler:
             "job_id": job.id, "model": job.model, "device": end.device, "params": job.params,
             "timings": timings, "result": done.result, "media_type": done.media_type,
             "created_at": job.created_at, "started_at": job.started_at, "finished_at": now,
-            "hub3d_version": __version__, **done.metadata,
+            "hub3d_version": __version__, **self._weights(job.model), **done.metadata,
         }
         path = self.store.job_dir(job.id) / "metadata.json"
         atomic_write_json(path, metadata)
         if self._finish(job, JobStatus.COMPLETED, result=done.result,
                         media_type=done.media_type, timings=timings, now=now) is None:
             path.unlink(missing_ok=True)
+
+    def _weights(self, model: str) -> dict[str, Any]:
+        """Which checkpoint its worker was told to load, and from where (the catalog's rule)."""
+        entry = self.pool.catalog.entry(model)
+        if entry.files is None:
+            return {}
+        return {"weights": {"checkpoint": entry.files.checkpoint,
+                            "source": entry.files.source.value, "offline": entry.files.offline}}
 
     def _finish(self, job: Job, status: JobStatus, *, error: str | None = None,
                 message: str | None = None, now: float | None = None,

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub3d.models.files import WeightsSpec
+
 __all__ = [
     "Backend",
     "GenerateParams",
@@ -92,10 +94,17 @@ class Backend:
     python_env_var: ClassVar[str | None] = None
     # True when `run` leaves a preview.png (possibly from `JobOutput.after`).
     writes_preview: ClassVar[bool] = False
+    # Its files: the checkpoint setting, what fetch-weights downloads, the caches it reads.
+    weights: ClassVar[WeightsSpec | None] = None
+    # The formats `run` writes itself (output_format); others are converted from these.
+    native_formats: ClassVar[tuple[str, ...]] = ("glb",)
+    # A module with doctor's rows for this model (`gather(python, catalog_entry)`, `rows`).
+    doctor_section: ClassVar[str | None] = None
 
     @classmethod
-    def check_request(cls, params: GenerateParams) -> None:
-        """Control-plane check of params before a job is queued; raise InvalidParams."""
+    def check_request(cls, params: GenerateParams, *, python: str) -> None:
+        """Control-plane check of params before a job is queued; raise InvalidParams.
+        `python` is the interpreter this model's workers run (its own env may differ)."""
 
     def load(self, device: str) -> None:
         """Load weights onto `device` ("cpu", "cuda:0" …); called once per worker process."""

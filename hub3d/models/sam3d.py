@@ -28,9 +28,9 @@ from hub3d.models.sam3d_env import (
     check_checkpoints,
     low_vram_message,
     require_texture_support,
-    sam3d_python,
 )
 from hub3d.models.sam3d_probe import unusable
+from hub3d.models.sam3d_weights import CHECKPOINT_SETTING, WEIGHTS
 from hub3d.models.upstream import add_source_tree, map_run_error
 
 __all__ = ["SAM3DBackend", "SAM3DParams", "run_flags"]
@@ -76,12 +76,15 @@ class SAM3DBackend(Backend):
     device_kind = "cuda"
     vram_gb = 32.0
     python_env_var = PYTHON_ENV_VAR
+    weights = WEIGHTS
+    native_formats = ("glb", "ply")
+    doctor_section = "hub3d.doctor.sam3d"
 
     @classmethod
-    def check_request(cls, params: GenerateParams) -> None:
+    def check_request(cls, params: GenerateParams, *, python: str) -> None:
         assert isinstance(params, SAM3DParams)
         if params.output_format == "glb" and params.with_texture:
-            require_texture_support(sam3d_python())
+            require_texture_support(python)
 
     def load(self, device: str) -> None:
         use_own_env()
@@ -94,8 +97,9 @@ class SAM3DBackend(Backend):
                 "set HUB3D_SAM3D_SRC to a checkout of github.com/facebookresearch/sam-3d-objects "
                 f"(installed into the environment {PYTHON_ENV_VAR} names)"
             )
-        raw = os.environ.get("HUB3D_SAM3D_CHECKPOINTS", "").strip()
-        config = check_checkpoints(Path(raw).expanduser() if raw else root / "checkpoints" / "hf")
+        raw = os.environ.get(CHECKPOINT_SETTING, "").strip()
+        inside = WEIGHTS.default_in_source[1] if WEIGHTS.default_in_source else ""
+        config = check_checkpoints(Path(raw).expanduser() if raw else root / inside)
         inference_cls = _import_inference(root / "notebook" / "inference.py")
         try:
             self.inference = inference_cls(str(config), compile=False)

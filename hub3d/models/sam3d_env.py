@@ -14,7 +14,6 @@ import functools
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from hub3d.errors import InvalidParams, ModelError
@@ -31,7 +30,6 @@ __all__ = [
     "check_checkpoints",
     "low_vram_message",
     "require_texture_support",
-    "sam3d_python",
     "texture_support",
 ]
 
@@ -42,11 +40,6 @@ MIP_RASTERIZER_FIX = (
     "#subdirectory=submodules/diff-gaussian-rasterization'"
 )
 PROBE = Path(sam3d_probe.__file__)  # run as a script: hub3d need not import under that python
-
-
-def sam3d_python() -> str:
-    """The interpreter SAM-3D workers run under (the pool reads the same variable)."""
-    return os.environ.get(PYTHON_ENV_VAR, "").strip() or sys.executable
 
 
 @functools.lru_cache(maxsize=8)

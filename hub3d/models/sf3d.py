@@ -1,8 +1,10 @@
 """SF3D (Stability-AI/stable-fast-3d) as a hub3d backend.
 
 Upstream is not a pip package: its source tree comes from HUB3D_SF3D_SRC (put on sys.path) or is
-importable already. The checkpoint is HUB3D_SF3D_CHECKPOINT: a local folder holding config.yaml
-and model.safetensors, or a Hugging Face id (default: the gated stabilityai/stable-fast-3d).
+importable already. The checkpoint (a local folder holding config.yaml and model.safetensors,
+or a Hugging Face id) is found by hub3d.models.files' rule from `WEIGHTS`: HUB3D_SF3D_CHECKPOINT
+when set, else what `hub3d fetch-weights sf3d` left in the data dir, else the gated
+stabilityai/stable-fast-3d; the pool hands the worker the answer in HUB3D_SF3D_CHECKPOINT.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import Field, field_validator
 from hub3d.errors import ModelError, NoObjectDetected
 from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
+from hub3d.models.files import Fetched, HubFiles, WeightsSpec
 from hub3d.models.upstream import (
     add_source_tree,
     hub_error_message,
@@ -25,10 +28,11 @@ from hub3d.models.upstream import (
     map_run_error,
 )
 
-__all__ = ["DEFAULT_CHECKPOINT", "SF3DBackend", "SF3DParams", "check_checkpoint"]
+__all__ = ["DEFAULT_CHECKPOINT", "SF3DBackend", "SF3DParams", "WEIGHTS", "check_checkpoint"]
 
 DEFAULT_CHECKPOINT = "stabilityai/stable-fast-3d"
 CONFIG_NAME, WEIGHT_NAME = "config.yaml", "model.safetensors"
+CHECKPOINT_SETTING = "HUB3D_SF3D_CHECKPOINT"
 _GLB = "model/gltf-binary"
 _RECIPE = "kernel_setup/setup_sf3d_kernel.sh"
 
@@ -113,6 +117,30 @@ def _check_config(config: Path) -> None:
         raise ModelError(f"{config} is not an SF3D config (a YAML mapping); download it again.")
 
 
+def _check_fetched(fetched: Fetched) -> str:
+    return f"checkpoint {check_checkpoint(str(fetched.checkpoint))} is complete"
+
+
+def _u2net(fetched: Fetched) -> str:
+    from hub3d.weights import u2net_step
+
+    return u2net_step(fetched)
+
+
+WEIGHTS = WeightsSpec(
+    setting=CHECKPOINT_SETTING, checkpoint="sf3d", default=DEFAULT_CHECKPOINT,
+    plan=(
+        HubFiles(DEFAULT_CHECKPOINT, (CONFIG_NAME, WEIGHT_NAME), into="sf3d"),
+        # built at load by the published config (then overwritten by SF3D's own weights)
+        HubFiles("facebook/dinov2-large",
+                 ("config.json", "model.safetensors", "preprocessor_config.json")),
+        HubFiles("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", ("open_clip_pytorch_model.bin",)),
+    ),
+    caches=("HF_HOME", "U2NET_HOME"), steps=(_check_fetched, _u2net),
+    gated=(DEFAULT_CHECKPOINT,),
+)
+
+
 class SF3DBackend(Backend):
     name = "sf3d"
     description = "Stable Fast 3D (Stability AI): one image to a textured, UV-unwrapped GLB in ~1 s"
@@ -120,6 +148,8 @@ class SF3DBackend(Backend):
     device_kind = "cuda"
     vram_gb = 8.0
     writes_preview = True
+    weights = WEIGHTS
+    doctor_section = "hub3d.doctor.sf3d"
 
     def load(self, device: str) -> None:
         add_source_tree("HUB3D_SF3D_SRC", "sf3d/system.py", "Stability-AI/stable-fast-3d")
@@ -134,7 +164,7 @@ class SF3DBackend(Backend):
                 "(texture_baker, uv_unwrapper) it built; `hub3d doctor` checks both."
             ) from exc
         checkpoint = check_checkpoint(
-            os.environ.get("HUB3D_SF3D_CHECKPOINT", "").strip() or DEFAULT_CHECKPOINT
+            os.environ.get(CHECKPOINT_SETTING, "").strip() or DEFAULT_CHECKPOINT
         )
         try:
             model = SF3D.from_pretrained(checkpoint, CONFIG_NAME, WEIGHT_NAME)

@@ -4,12 +4,12 @@ then fails in its sample cell."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SampleFailed", "model_warnings"]
+from hub3d.models.catalog import Catalog
+
+__all__ = ["SampleFailed", "model_lines", "model_warnings"]
 
 
 class SampleFailed(RuntimeError):
@@ -19,25 +19,33 @@ class SampleFailed(RuntimeError):
         return [f"SampleFailed: {self}"]
 
 
-def model_warnings(settings: Any, gpus: list[Any] | None = None) -> list[str]:
-    """One line per requested model that cannot run on this machine."""
+def model_warnings(catalog: Catalog, gpus: list[Any] | None = None) -> list[str]:
+    """One line per served model that cannot run on this machine."""
     from hub3d.gpu import query_gpus
-    from hub3d.models.registry import load_backend_class
 
     found = query_gpus() if gpus is None else gpus
     out = []
-    for spec in settings.models:
-        name = spec.split("=", 1)[0]
-        try:
-            cls = load_backend_class(spec)
-        except Exception as exc:  # unknown name, broken entry point
-            out.append(f"model {name} is not available ({exc}): try MODELS='inflate'")
+    for model in catalog:
+        if model.cls is None:  # unknown name, broken entry point
+            out.append(f"model {model.name} is not available ({model.error}): try "
+                       "MODELS='inflate'")
+        elif model.cls.device_kind == "cuda" and not found:
+            out.append(f"model {model.name} needs a CUDA GPU and none is visible here: on this"
+                       " server use MODELS='inflate' (CPU, no weights), or start a GPU server on"
+                       " the hub")
+        elif not Path(model.python).is_file():
+            out.append(f"model {model.name} runs with {model.python} ({model.python_from}), "
+                       "which does not exist: run its kernel_setup/ recipe first")
+    return out
+
+
+def model_lines(catalog: Catalog) -> list[str]:
+    """Per served model: the Python its workers run and where its checkpoint comes from."""
+    out = []
+    for model in catalog:
+        if model.cls is None:
             continue
-        python = os.environ.get(cls.python_env_var or "", "") or sys.executable
-        if cls.device_kind == "cuda" and not found:
-            out.append(f"model {name} needs a CUDA GPU and none is visible here: on this server"
-                       " use MODELS='inflate' (CPU, no weights), or start a GPU server on the hub")
-        elif not Path(python).is_file():
-            out.append(f"model {name} runs with {python} ({cls.python_env_var}), which does not"
-                       " exist: run its kernel_setup/ recipe first")
+        files = model.files_line()
+        out.append(f"{model.name}: runs with {model.python} ({model.python_from})"
+                   + (f"; checkpoint {files}" if files else ""))
     return out

@@ -58,6 +58,11 @@ class ServerHandle:
         return self._server.config.app
 
     @property
+    def catalog(self) -> Any:
+        """The served models: what each is, its Python, where its files are."""
+        return self.app.state.catalog
+
+    @property
     def logs(self) -> list[str]:
         return list(self._log_lines)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from hub3d.config import Settings
 from hub3d.errors import ModelUnavailable, UnknownModel
 from hub3d.gpu import GPU, free_vram_gb, query_gpus
 from hub3d.models.base import Backend
-from hub3d.models.registry import load_backend_class
+from hub3d.models.catalog import Catalog, CatalogEntry
 from hub3d.workers.process import StageCallback, WorkerDied, WorkerProcess
 from hub3d.workers.protocol import Done, Failed, Run
 
@@ -99,13 +98,17 @@ class Slot:
 
 @dataclass
 class ModelEntry:
+    """A served model's slots and load state; what it is comes from the catalog."""
+
     name: str
-    spec: str
-    cls: type[Backend] | None
+    model: CatalogEntry
     slots: list[Slot] = field(default_factory=list)
     error: str | None = None
     failed_at: float | None = None
-    python: str | None = None
+
+    @property
+    def cls(self) -> type[Backend] | None:
+        return self.model.cls
 
     @property
     def state(self) -> str:
@@ -125,33 +128,25 @@ class WorkerPool:
         self,
         settings: Settings,
         *,
+        catalog: Catalog,
         vram_probe: Callable[[str], float | None] = free_vram_gb,
         gpu_lister: Callable[[], list[GPU]] = query_gpus,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings
+        self.settings, self.catalog = settings, catalog
         self.vram_probe, self.gpu_lister, self.clock = vram_probe, gpu_lister, clock
         self.log_dir = settings.data_dir / "logs"
         self.models: dict[str, ModelEntry] = {}
-        for spec in settings.models:
-            self._add_model(spec)
+        for model in catalog:
+            self._add_model(model)
 
-    def _add_model(self, spec: str) -> None:
-        name = spec.partition("=")[0]
-        try:
-            cls = load_backend_class(spec)
-        except Exception as exc:  # a broken backend degrades health, never crashes the server
-            self.models[name] = ModelEntry(name, spec, None, error=f"cannot import backend: {exc}")
-            return
-        # HUB3D_PYTHON_<NAME> for any model, or the backend's own variable (HUB3D_SAM3D_PYTHON).
-        python = os.environ.get(f"HUB3D_PYTHON_{name.upper()}") or (
-            os.environ.get(cls.python_env_var) if cls.python_env_var else None)
-        entry = ModelEntry(name, spec, cls, python=python)
-        per_device = self.settings.max_concurrent
-        entry.slots = [
-            Slot(name, device, i) for device in self._devices_for(cls) for i in range(per_device)
-        ]
-        self.models[name] = entry
+    def _add_model(self, model: CatalogEntry) -> None:
+        entry = ModelEntry(model.name, model, error=model.error)
+        if model.cls is not None:
+            per_device = self.settings.max_concurrent
+            entry.slots = [Slot(model.name, device, i) for device in self._devices_for(model.cls)
+                           for i in range(per_device)]
+        self.models[model.name] = entry
 
     def _devices_for(self, cls: type[Backend]) -> list[str]:
         if self.settings.devices != ["auto"]:
@@ -169,10 +164,7 @@ class WorkerPool:
         return self.models[model]
 
     def backend(self, model: str) -> type[Backend]:
-        entry = self.entry(model)
-        if entry.cls is None:
-            raise ModelUnavailable(f"model '{model}' is unavailable: {entry.error}")
-        return entry.cls
+        return self.catalog.backend(model)
 
     def check_available(self, model: str) -> None:
         """503 while a model's last load failed recently and no worker of it is up."""
@@ -205,7 +197,8 @@ class WorkerPool:
         assert entry.cls is not None
         await self._make_room(slot, entry.cls, on_stage)
         slot.worker = WorkerProcess(
-            model_spec=entry.spec, device=slot.device, python=entry.python,
+            model_spec=entry.model.spec, device=slot.device, python=entry.model.python,
+            env=entry.model.worker_env,
             log_path=self.log_dir / f"worker-{slot.model}-{slot.device.replace(':', '')}"
                                     f"-{slot.index}.log",
         )
@@ -294,5 +287,5 @@ class WorkerPool:
                 for s in entry.slots
             ],
             "error": entry.error,
-            "python": entry.python,
+            "python": entry.model.python,
         }

@@ -13,6 +13,7 @@ from hub3d.config import Settings
 from hub3d.jobs.record import Job, new_job_id
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
+from hub3d.models.catalog import Catalog
 from hub3d.workers.pool import WorkerPool
 from tests.conftest import make_png
 
@@ -40,7 +41,9 @@ class Core:
     async def start(self) -> Core:
         settings = self.settings()
         store = JobStore(settings.data_dir)
-        pool = WorkerPool(settings, vram_probe=lambda device: None, gpu_lister=no_gpus)
+        catalog = Catalog.build(settings.models, settings.data_dir)
+        pool = WorkerPool(settings, catalog=catalog, vram_probe=lambda device: None,
+                          gpu_lister=no_gpus)
         self.scheduler = Scheduler(settings=settings, store=store, pool=pool)
         await self.scheduler.start()
         return self

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hub3d.models.catalog import Catalog
 from hub3d.workers.pool import SlotState, WorkerPool
 from tests.core.harness import Core, run
 
@@ -14,7 +15,9 @@ def test_a_slot_goes_stopped_busy_loading_busy_ready_and_refuses_a_wrong_move(
         tmp_path: Path) -> None:
     async def main() -> None:
         core = Core(tmp_path)
-        pool = WorkerPool(core.settings(), vram_probe=lambda d: None, gpu_lister=list)
+        settings = core.settings()
+        pool = WorkerPool(settings, catalog=Catalog.build(settings.models, settings.data_dir),
+                          vram_probe=lambda d: None, gpu_lister=list)
         try:
             slot = pool.acquire("slow")
             assert slot is not None and slot.state is SlotState.BUSY

@@ -270,10 +270,10 @@ def test_checkpoint_layout_and_dino_defaults(src: Path) -> None:
     setup = (src / "doc" / "setup.md").read_text()
     assert "TAG=hf" in setup and "mv checkpoints/${TAG}-download/checkpoints checkpoints/${TAG}" \
         in setup  # the HF repo's checkpoints/ folder ends up as checkpoints/hf
-    assert '"checkpoints" / "hf"' in (HUB3D / "models" / "sam3d.py").read_text()
-    from hub3d import weights
+    from hub3d.models import sam3d_weights as weights
 
-    assert weights.PLANS["sam3d"][0].patterns == ("checkpoints/*",)
+    assert weights.WEIGHTS.default_in_source == ("HUB3D_SAM3D_SRC", "checkpoints/hf")
+    assert weights.WEIGHTS.plan[0].patterns == ("checkpoints/*",)
     dino = up.parse(src / "sam3d_objects/model/backbone/dit/embedder/dino.py")
     params = up.signature(dino, "Dino.__init__")
     module, _, cls = weights.DINO_TARGET.rpartition(".")

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
+from hub3d.api.deps import CatalogDep, PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.errors import error_response
 from hub3d.api.file_response import send_file
 from hub3d.api.inputs import ParsedRequest, parse_generate_request, write_job_inputs
@@ -42,14 +42,14 @@ def _replay(earlier: Job, parsed: ParsedRequest) -> Job:
     return earlier
 
 
-async def _submit(request: Request, settings: SettingsDep, pool: PoolDep, scheduler: Scheduler,
-                  store: JobStore, key: str | None) -> tuple[Job, bool]:
+async def _submit(request: Request, settings: SettingsDep, catalog: CatalogDep, pool: PoolDep,
+                  scheduler: Scheduler, store: JobStore, key: str | None) -> tuple[Job, bool]:
     """The job for this request, and whether it was submitted before (same Idempotency-Key)."""
     started = time.perf_counter()
     earlier = store.by_idempotency_key(key) if key else None
     if earlier is None:
         scheduler.check_capacity()  # refuse early, before reading a large body
-    parsed = await parse_generate_request(request, settings, pool)
+    parsed = await parse_generate_request(request, settings, catalog)
     if earlier is not None:
         return _replay(earlier, parsed), True
     pool.check_available(parsed.model)
@@ -75,11 +75,12 @@ async def _submit(request: Request, settings: SettingsDep, pool: PoolDep, schedu
 
 # The request body is documented per served model: see hub3d.api.app (the OpenAPI hook).
 @router.post("/generate", status_code=202, response_model=JobAccepted, responses=_ERRORS)
-async def generate(request: Request, response: Response, settings: SettingsDep, pool: PoolDep,
-                   scheduler: SchedulerDep, store: StoreDep,
+async def generate(request: Request, response: Response, settings: SettingsDep,
+                   catalog: CatalogDep, pool: PoolDep, scheduler: SchedulerDep, store: StoreDep,
                    idempotency_key: IdempotencyKey = None) -> JobAccepted:
     """Queue an image for 3D generation; poll status_url, then download."""
-    job, replayed = await _submit(request, settings, pool, scheduler, store, idempotency_key)
+    job, replayed = await _submit(request, settings, catalog, pool, scheduler, store,
+                                  idempotency_key)
     status_url, _ = job_urls(settings.root_path, job.id)
     position = store.position(job)
     if replayed:
@@ -96,11 +97,11 @@ async def generate(request: Request, response: Response, settings: SettingsDep, 
     200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}},
           "description": "the generated file"},
     **error_responses(504), **_ERRORS})
-async def generate_sync(request: Request, settings: SettingsDep, pool: PoolDep,
-                        scheduler: SchedulerDep, store: StoreDep,
+async def generate_sync(request: Request, settings: SettingsDep, catalog: CatalogDep,
+                        pool: PoolDep, scheduler: SchedulerDep, store: StoreDep,
                         idempotency_key: IdempotencyKey = None) -> Response:
     """Generate and return the file in one request (use /generate behind a 300 s proxy)."""
-    job, _ = await _submit(request, settings, pool, scheduler, store, idempotency_key)
+    job, _ = await _submit(request, settings, catalog, pool, scheduler, store, idempotency_key)
     job = await scheduler.wait_terminal(job.id, settings.sync_timeout_s)
     headers = {"X-Job-Id": job.id}
     if job.status is JobStatus.COMPLETED and job.result:

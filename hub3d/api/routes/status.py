@@ -11,7 +11,13 @@ from starlette.concurrency import run_in_threadpool
 from hub3d import __version__
 from hub3d.api.auth import key_ok, require_api_key
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
-from hub3d.api.schemas import HealthResponse, ModelInfo, QueueView, error_responses
+from hub3d.api.schemas import (
+    HealthResponse,
+    ModelInfo,
+    QueueView,
+    WeightsInfo,
+    error_responses,
+)
 from hub3d.jobs.record import JobStatus
 
 __all__ = ["open_router", "router"]
@@ -66,16 +72,20 @@ async def queue(request: Request, store: StoreDep) -> QueueView:
 
 
 def _model_info(name: str, request: Request) -> ModelInfo:
-    pool, settings = request.app.state.pool, request.app.state.settings
-    entry, described = pool.entry(name), pool.describe(name)
-    cls = entry.cls
+    pool, catalog = request.app.state.pool, request.app.state.catalog
+    model, described = catalog.entry(name), pool.describe(name)
+    cls, files = model.cls, model.files
     return ModelInfo(
         name=name, description=(cls.description if cls else "") or "",
-        default=name == settings.default_model, state=described["state"],
+        default=name == catalog.default, state=described["state"],
         device=described["device"], devices=described["devices"], error=described["error"],
         device_kind=cls.device_kind if cls else "unknown", vram_gb=cls.vram_gb if cls else 0.0,
         parameters=cls.params_model.model_json_schema() if cls else {},
-        workers=described["workers"],
+        workers=described["workers"], formats=list(model.formats), python=model.python,
+        python_from=model.python_from,
+        weights=None if files is None else WeightsInfo(
+            checkpoint=files.checkpoint, source=files.source.value, offline=files.offline,
+            missing=list(files.missing), summary=model.files_line() or ""),
     )
 
 

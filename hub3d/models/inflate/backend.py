@@ -39,6 +39,7 @@ class InflateBackend(Backend):
                    " the object's outline, textured with the photo. Not a learned model.")
     params_model: ClassVar[type[GenerateParams]] = InflateParams
     writes_preview = True
+    native_formats = ("glb", "ply")
 
     def load(self, device: str) -> None:
         from hub3d.models.inflate import method  # no weights: loading is importing the method

@@ -44,7 +44,8 @@ class SF3D:
         with open(config_path) as fh:
             cfg = yaml.safe_load(fh)
         record("from_pretrained", path=pretrained_model_name_or_path, config_name=config_name,
-               weight_name=weight_name)
+               weight_name=weight_name, hf_hub_offline=os.environ.get("HF_HUB_OFFLINE"),
+               hf_home=os.environ.get("HF_HOME"), u2net_home=os.environ.get("U2NET_HOME"))
         return cls(cfg, weight_path)
 
     def to(self, device: str) -> SF3D:
