@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     devices: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["auto"], validation_alias=_env("devices", "HUB3D_DEVICES")
     )
+    # Jobs one worker runs at once on its one loaded model; unset: each backend's own default.
+    jobs_per_worker: int | None = Field(
+        None, ge=1, le=64, validation_alias=_env("jobs_per_worker", "HUB3D_JOBS_PER_WORKER"))
+    # A running job that has not ended after this long is failed (code timeout), its worker
+    # ended and its other jobs run again.
+    job_timeout_s: float = Field(
+        1800.0, gt=0, validation_alias=_env("job_timeout_s", "HUB3D_JOB_TIMEOUT_S"))
+    # One warm-up job after each load: auto = where the backend says it pays (SF3D on a GPU).
+    warmup: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=_env("warmup", "HUB3D_WARMUP"))
     preload: bool = Field(False, validation_alias=_env("preload", "HUB3D_PRELOAD"))
     max_upload_mb: float = Field(
         25.0, gt=0, validation_alias=_env("max_upload_mb", "HUB3D_MAX_UPLOAD_MB")

@@ -12,13 +12,21 @@
     ├── QueueFull           429  (retry_after seconds)
     ├── ModelUnavailable    503
     └── ModelError               raised inside a worker; ends the job "failed", never an HTTP 5xx
+        ├── BadInput             the image or parameters cannot be processed
         ├── NoObjectDetected
-        └── OutOfMemory          also restarts the worker, so its memory is really freed
+        └── OutOfMemory          also replaces the worker, so its memory is really freed
+
+A failed job carries one ErrorCode beside its message: what a program acts on (another photo,
+retry later, report a bug). `ErrorCode.advice` is the next step a person reads.
 """
 
 from __future__ import annotations
 
+from enum import Enum
+
 __all__ = [
+    "BadInput",
+    "ErrorCode",
     "Hub3DError",
     "ImageTooLarge",
     "InvalidInput",
@@ -34,6 +42,47 @@ __all__ = [
     "UnknownModel",
     "UnsupportedMedia",
 ]
+
+
+class ErrorCode(str, Enum):
+    """Why a job failed, for programs: the client's exit status and the page's advice."""
+
+    BAD_INPUT = "bad_input"
+    NO_OBJECT_DETECTED = "no_object_detected"
+    MODEL_ERROR = "model_error"
+    OUT_OF_MEMORY = "out_of_memory"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    WORKER_CRASHED = "worker_crashed"
+    INTERRUPTED = "interrupted"
+    TIMEOUT = "timeout"
+    CANCELED = "canceled"
+    STORAGE_FULL = "storage_full"
+    INTERNAL = "internal"
+
+    @property
+    def advice(self) -> str:
+        return _ADVICE[self]
+
+
+_ADVICE = {
+    ErrorCode.BAD_INPUT: "send another image, or other parameters",
+    ErrorCode.NO_OBJECT_DETECTED: "send a photo with one clear object on a plain background, "
+                                  "or a mask",
+    ErrorCode.MODEL_ERROR: "the model could not make this one: the message says why; try "
+                           "another image or other parameters",
+    ErrorCode.OUT_OF_MEMORY: "the card is full: retry later, or with a smaller "
+                             "texture_resolution",
+    ErrorCode.MODEL_UNAVAILABLE: "the model cannot run on this server now: fix its setup "
+                                 "(`hub3d doctor`) or use another model",
+    ErrorCode.WORKER_CRASHED: "retry; if it happens again, report it with the worker log",
+    ErrorCode.INTERRUPTED: "the server restarted while the job ran: submit it again",
+    ErrorCode.TIMEOUT: "the job ran longer than the server allows: retry later, or with "
+                       "lighter parameters",
+    ErrorCode.CANCELED: "nothing to do: it was canceled by request",
+    ErrorCode.STORAGE_FULL: "the server's disk is full: retry once space is freed",
+    ErrorCode.INTERNAL: "a bug in the server or the model's backend: report it with the job "
+                        "id and the server log",
+}
 
 
 class Hub3DError(Exception):
@@ -107,15 +156,19 @@ class ModelUnavailable(Hub3DError):
 class ModelError(Hub3DError):
     """A backend failed on one job: the job ends `failed` with this message."""
 
-    code = "model_error"
-    # True: the worker process exits after reporting, and a fresh one serves the next job.
+    code = ErrorCode.MODEL_ERROR.value
+    # True: the worker is replaced once its other jobs end, and a fresh one serves the next.
     restart_worker = False
 
 
+class BadInput(ModelError):
+    code = ErrorCode.BAD_INPUT.value
+
+
 class NoObjectDetected(ModelError):
-    code = "no_object_detected"
+    code = ErrorCode.NO_OBJECT_DETECTED.value
 
 
 class OutOfMemory(ModelError):
-    code = "out_of_memory"
+    code = ErrorCode.OUT_OF_MEMORY.value
     restart_worker = True

@@ -16,7 +16,8 @@ __all__ = ["configure_logging", "register", "run_server", "settings_from_args"]
 _FLAGS = {  # flag → Settings field; unset flags fall back to env vars, then defaults
     "port": int, "host": str, "models": str, "data_dir": str, "api_key": str,
     "max_queue_size": int, "max_concurrent": int, "devices": str, "result_ttl_hours": float,
-    "root_path": str, "log_level": str, "viewer_dir": str,
+    "root_path": str, "log_level": str, "viewer_dir": str, "jobs_per_worker": int,
+    "job_timeout_s": float, "warmup": str,
 }
 
 
@@ -82,5 +83,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--log-level", dest="log_level")
     p.add_argument("--viewer-dir", dest="viewer_dir",
                    help="local copy of the page's 3D viewer, offline labs (env HUB3D_VIEWER_DIR)")
+    p.add_argument("--jobs-per-worker", dest="jobs_per_worker", type=int,
+                   help="jobs one worker runs at once on its one model copy (env "
+                        "HUB3D_JOBS_PER_WORKER; default: per backend, SF3D 4 on a GPU)")
+    p.add_argument("--job-timeout-s", dest="job_timeout_s", type=float,
+                   help="fail a job still running after this long (env HUB3D_JOB_TIMEOUT_S)")
+    p.add_argument("--warmup", choices=("auto", "on", "off"),
+                   help="a warm-up job after each load (env HUB3D_WARMUP; auto: where it pays)")
     p.add_argument("--preload", action="store_true", help="load models at start, not first job")
     p.set_defaults(func=_serve)

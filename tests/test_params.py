@@ -13,7 +13,7 @@ import requests
 from hub3d.models.inflate import InflateBackend
 from hub3d.models.sam3d import SAM3DBackend
 from hub3d.models.sf3d import SF3DBackend
-from hub3d.workers.child import stored_params
+from hub3d.workers.runner import stored_params
 from tests.backends.testing import SlowBackend
 from tests.servers import ServerProcess, wait_done
 

@@ -246,8 +246,38 @@ def test_two_gpus_one_worker_each_jobs_run_side_by_side(
         assert [j["status"] for j in done] == ["completed", "completed"], done
         [model] = requests.get(f"{srv.url}/models", timeout=5).json()
         assert model["devices"] == ["cuda:0", "cuda:1"]
-    runs = standin.calls("run_image")
-    assert sorted(r["cuda_visible"] for r in runs) == ["0", "1"]
+    runs = standin.calls("run_image")  # on a GPU each worker first runs its warm-up job
+    assert sorted(r["cuda_visible"] for r in runs) == ["0", "0", "1", "1"]
     assert {r["device"] for r in runs} == {"cuda:0"}  # each worker sees its card as cuda:0
-    starts = sorted(r["pid"] for r in runs)
-    assert starts[0] != starts[1]
+    assert len({r["pid"] for r in runs}) == 2  # two workers, one per card
+
+
+@pytest.mark.parametrize("warmup", ["auto", "off"])
+def test_a_gpu_worker_is_ready_after_its_warm_up_job(
+        standin: Standin, tmp_path: Path, png_b64: str, monkeypatch: pytest.MonkeyPatch,
+        warmup: str) -> None:
+    """SF3D on a (fake) card runs one reconstruction at load, before it says ready: /models
+    shows its time, and the first job's model_load includes it."""
+    from hub3d.config import Settings
+    from hub3d.gpu import GPU
+    from tests.servers import InProcessServer, free_port
+
+    env = {"HUB3D_SF3D_SRC": str(STANDINS),
+           "HUB3D_SF3D_CHECKPOINT": str(make_checkpoint(tmp_path / "ckpt")), **standin.env()}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(port=free_port(), models=["sf3d"], data_dir=tmp_path / "data",
+                        warmup=warmup)
+    standin.set_mode("sleep:0.5")
+    cards = [GPU(0, "Fake 48GB", 48.0, 40.0)]
+    with InProcessServer(settings, gpu_lister=lambda: cards, vram_probe=lambda d: 40.0) as srv:
+        job = wait_done(srv.url, submit(srv.url, png_b64, "sf3d"))
+        assert job["status"] == "completed", job
+        [worker] = requests.get(f"{srv.url}/models", timeout=5).json()[0]["workers"]
+    runs = standin.calls("run_image")
+    if warmup == "off":
+        assert worker["warmup_s"] is None and len(runs) == 1
+        return
+    assert worker["warmup_s"] >= 0.5 and len(runs) == 2
+    assert runs[0]["bake_resolution"] == 1024 and runs[0]["remesh"] == "none"
+    assert job["timings"]["model_load"] >= worker["warmup_s"]

@@ -27,7 +27,7 @@ def _busy_worker(srv: ServerProcess, png_b64: str) -> psutil.Process:
         time.sleep(0.1)
     assert srv.proc is not None
     (worker,) = [p for p in psutil.Process(srv.proc.pid).children(recursive=True)
-                 if "hub3d.workers.child" in " ".join(p.cmdline())]
+                 if "hub3d.workers" in " ".join(p.cmdline())]
     return worker
 
 

@@ -103,6 +103,8 @@ class JobView(BaseModel):
     download_url: str | None
     processing_time: float | None
     error: str | None
+    error_code: str | None = Field(description="why it failed, for programs (docs/api.md)")
+    advice: str | None = Field(description="what to do about the failure")
     model: str
     device: str | None
     params: dict[str, Any]
@@ -114,8 +116,8 @@ class QueueView(BaseModel):
     queued: int
     processing: int
     max_queue_size: int
-    slots: int = Field(description="worker slots over all models and devices: how many jobs"
-                                   " can run at once")
+    slots: int = Field(description="how many jobs can run at once, over all models and "
+                                   "devices (workers × jobs per worker)")
     max_concurrent: int = Field(description="the same number as slots (its older name, kept"
                                             " for existing clients)")
     order: list[dict[str, Any]] = Field(default_factory=list)

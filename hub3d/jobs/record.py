@@ -42,6 +42,7 @@ class Job:
     stage: str | None = None
     message: str = ""
     error: str | None = None
+    error_code: str | None = None  # a hub3d.errors.ErrorCode value, beside `error`
     attempts: int = 0
     created_at: float = 0.0
     started_at: float | None = None

@@ -1,4 +1,6 @@
-"""The scheduler: FIFO per model, hands jobs to idle worker slots, records every transition."""
+"""The scheduler: FIFO per model, hands jobs to free places on workers (leases), records every
+transition. It does not know what kind of pool runs a job: any object with the WorkerPool's
+methods (acquire, ensure_started, run, release, cancel, abandon …) will do."""
 
 from __future__ import annotations
 
@@ -10,14 +12,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from hub3d import __version__
 from hub3d.config import Settings
-from hub3d.errors import JobNotFound, JobNotReady, QueueFull
-from hub3d.fsutil import atomic_write_json, disk_full
-from hub3d.jobs.ends import Completed, Dropped, Failure, JobEnd, stage_durations
+from hub3d.errors import ErrorCode, JobNotFound, JobNotReady, QueueFull
+from hub3d.fsutil import disk_full
+from hub3d.jobs.ends import Completed, Dropped, Failure, JobEnd, Requeue, code_of, stage_durations
 from hub3d.jobs.record import Job, JobStatus
+from hub3d.jobs.recorder import EndRecorder
 from hub3d.jobs.store import JobStore
-from hub3d.workers.pool import Slot, WorkerPool
+from hub3d.workers.pool import Lease, WorkerPool
 from hub3d.workers.process import ModelLoadFailed, WorkerDied
 from hub3d.workers.protocol import Failed, Run
 
@@ -44,8 +46,8 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[Any]] = []
         self._listeners: dict[str, set[JobListener]] = defaultdict(set)
-        self._recent_durations: list[float] = []
-        self.on_finished: list[Callable[[Job], None]] = []
+        self.ends = EndRecorder(store, pool.catalog, clock, self._notify)
+        self.on_finished = self.ends.on_finished
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -74,7 +76,7 @@ class Scheduler:
                                       stage=None,
                                       message="retrying: the server restarted while processing")
             else:
-                self._finish(job, JobStatus.FAILED, error=RESTART_FAILURE)
+                self.ends.fail(job, Failure(RESTART_FAILURE, ErrorCode.INTERRUPTED, {}))
 
     # submission -------------------------------------------------------------------------------
     def check_capacity(self) -> None:
@@ -85,10 +87,9 @@ class Scheduler:
                 " retry after the Retry-After seconds", retry_after=self.retry_after(queued))
 
     def retry_after(self, queued: int) -> int:
-        recent = self._recent_durations[-20:]
+        recent = self.ends.recent_durations[-20:]
         mean = sum(recent) / len(recent) if recent else 5.0
-        slots = max(1, sum(len(e.slots) for e in self.pool.models.values()))
-        return max(1, min(600, int(mean * queued / slots + 0.999)))
+        return max(1, min(600, int(mean * queued / max(1, self.pool.capacity()) + 0.999)))
 
     def enqueue(self, job: Job) -> Job:
         """Record a job whose folder is already written. Capacity is checked here again, with no
@@ -111,9 +112,9 @@ class Scheduler:
         if job.status.is_terminal():
             raise JobNotReady(f"job {job_id} is already {job.status.value}; nothing to cancel")
         if job.status is JobStatus.PROCESSING:
-            self.pool.kill_job(job_id)  # the only way to stop a model mid-run; it restarts
-        return self._finish(job, JobStatus.CANCELED, message="canceled by request",
-                            expect=_LIVE) or self.get(job_id)
+            self.pool.cancel(job_id)  # its slot stays held until the worker lets the job go
+        return self.ends.finish(job.id, JobStatus.CANCELED, message="canceled by request",
+                                code=ErrorCode.CANCELED, expect=_LIVE) or self.get(job_id)
 
     # listeners (SSE, sync waits) ------------------------------------------------------------------
     def subscribe(self, job_id: str, listener: JobListener) -> Callable[[], None]:
@@ -166,32 +167,35 @@ class Scheduler:
             self._wake.clear()
             for job in self.store.queued():
                 if job.model not in self.pool.models:
-                    self._finish(job, JobStatus.FAILED, expect=JobStatus.QUEUED,
-                                 error=f"model '{job.model}' is no longer served by this server")
+                    self.ends.finish(job.id, JobStatus.FAILED, expect=JobStatus.QUEUED,
+                                     code=ErrorCode.MODEL_UNAVAILABLE,
+                                     error=f"model '{job.model}' is no longer served by this"
+                                           " server")
                     continue
-                slot = self.pool.acquire(job.model)
-                if slot is None:
+                lease = self.pool.acquire(job.model, job.id)
+                if lease is None:
                     continue
                 started = self.store.transition(
                     job.id, JobStatus.QUEUED, status=JobStatus.PROCESSING,
-                    started_at=self.clock(), attempts=job.attempts + 1, device=slot.device,
-                    stage="loading_model" if not slot.ready else None, message="starting")
-                if started is None:  # ended meanwhile (canceled): the slot stays free
-                    self.pool.release(slot)
+                    started_at=self.clock(), attempts=job.attempts + 1, device=lease.device,
+                    stage=None if self.pool.is_ready(lease) else "loading_model",
+                    message="starting")
+                if started is None:  # ended meanwhile (canceled): the place stays free
+                    await self.pool.release(lease)
                     continue
                 self._notify(job.id, started)
-                self._spawn(self._execute(started, slot))
+                self._spawn(self._execute(started, lease))
 
     async def _preload(self, model: str) -> None:
-        slot = self.pool.acquire(model)
-        if slot is None:
+        lease = self.pool.acquire(model, f"preload-{model}")
+        if lease is None:
             return
         try:
-            await self.pool.ensure_started(slot, lambda stage, msg: None)
+            await self.pool.ensure_started(lease, lambda stage, msg: None)
         except (ModelLoadFailed, WorkerDied) as exc:
             log.error("model %s failed to load: %s", model, exc)
         finally:
-            self.pool.release(slot)
+            await self.pool.release(lease)
             self._wake.set()
 
     def _on_stage(self, job_id: str) -> Callable[[str, str], None]:
@@ -203,15 +207,22 @@ class Scheduler:
                 self._notify(job_id, job)
         return report
 
-    async def _execute(self, job: Job, slot: Slot) -> None:
+    async def _execute(self, job: Job, lease: Lease) -> None:
         try:
-            await self._record_end(job.id, await self._run(job, slot))
+            try:
+                end = await self._run(job, lease)
+            except Exception as exc:  # never leave a job in "processing"
+                log.exception("job %s: unexpected scheduler error", job.id)
+                end = Failure(f"server-side bug while running this '{job.model}' job "
+                              f"({type(exc).__name__}: {exc}); report it with the job id",
+                              ErrorCode.INTERNAL, {})
+            await self.ends.record(job.id, end)
         finally:
-            self.pool.release(slot)
+            await self.pool.release(lease)
             self._wake.set()
 
-    async def _run(self, job: Job, slot: Slot) -> JobEnd:
-        """Run the job on its slot; how it ended, as a value."""
+    async def _run(self, job: Job, lease: Lease) -> JobEnd:
+        """Run the job on its lease; how it ended, as a value. Never raises but to cancel."""
         notify = self._on_stage(job.id)
         marks: list[tuple[str, float]] = []  # (stage, when it began), as reported
 
@@ -220,109 +231,49 @@ class Scheduler:
             notify(stage, message)
 
         spent: dict[str, float] = {}  # the control plane's share: the model load, when it ran
+        timeout = self.settings.job_timeout_s
         try:
-            if not slot.ready:
-                report("loading_model", f"loading {job.model} on {slot.device}")
+            if not self.pool.is_ready(lease):
+                report("loading_model", f"loading {job.model} on {lease.device}")
                 started = time.perf_counter()
                 try:
-                    await self.pool.ensure_started(slot, report)
+                    await self.pool.ensure_started(lease, report)
                 finally:
                     spent["model_load"] = round(time.perf_counter() - started, 6)
             if self.get(job.id).status is not JobStatus.PROCESSING:
                 return Dropped()  # canceled while the model loaded
             request = Run(job.id, str(self.store.job_dir(job.id)), job.params, job.has_mask)
-            answer = await self.pool.run(slot, request, report)
+            answer = await asyncio.wait_for(self.pool.run(lease, request, report), timeout)
         except ModelLoadFailed as exc:
-            return Failure(f"model '{job.model}' failed to load: {exc}", spent)
+            return Failure(f"model '{job.model}' failed to load: {exc}",
+                           ErrorCode.MODEL_UNAVAILABLE, spent)
         except WorkerDied as exc:  # its own timings died with it: keep the stages it reported
             spent.update(stage_durations(marks, time.perf_counter()))
-            return Failure(str(exc), spent)
+            if exc.requeue:
+                return Requeue(str(exc), spent)
+            if exc.broken:
+                return Failure(f"server-side bug in model '{job.model}': {exc}; its worker was "
+                               "restarted, report it with the job id", ErrorCode.INTERNAL, spent)
+            return Failure(str(exc), ErrorCode.WORKER_CRASHED, spent)
+        except asyncio.TimeoutError:
+            self.pool.abandon(lease, f"its worker was restarted because job {job.id} ran past"
+                                     " the job timeout")
+            spent.update(stage_durations(marks, time.perf_counter()))
+            return Failure(f"the job ran longer than {timeout:.0f} s (HUB3D_JOB_TIMEOUT_S) and "
+                           f"was stopped; its '{job.model}' worker was restarted",
+                           ErrorCode.TIMEOUT, spent)
         except Exception as exc:  # never leave a job in "processing"
             if disk_full(exc):
                 return Failure(f"the data dir ran out of space while the job ran ({exc}); free"
-                               " some space and submit again", spent)
+                               " some space and submit again", ErrorCode.STORAGE_FULL, spent)
             log.exception("job %s: unexpected scheduler error", job.id)
-            return Failure(f"internal error: {type(exc).__name__}: {exc}", spent)
+            return Failure(f"server-side bug while running this '{job.model}' job "
+                           f"({type(exc).__name__}: {exc}); report it with the job id",
+                           ErrorCode.INTERNAL, spent)
         spent.update(answer.timings)
         if isinstance(answer, Failed):
-            return Failure(answer.error or "the model failed", spent)
-        return Completed(answer, slot.device, spent)
-
-    async def _record_end(self, job_id: str, end: JobEnd) -> None:
-        """Record how a job ended; on a full disk keep trying until space comes back, so a
-        job never stays 'processing' while the server runs."""
-        delay = 0.5
-        while True:
-            try:
-                self._end(job_id, end)
-                return
-            except Exception as exc:
-                if not disk_full(exc):
-                    raise
-                log.error("job %s: cannot record its end, disk full (%s); retrying", job_id, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-    @staticmethod
-    def _timings(job: Job, spent: dict[str, float], now: float) -> dict[str, float]:
-        """intake (control plane) first, then the model load and the worker's stages."""
-        timings = {**job.timings, **spent}
-        timings["queue_wait"] = round((job.started_at or now) - job.created_at, 6)
-        return timings
-
-    def _end(self, job_id: str, end: JobEnd) -> None:
-        """Only a job still processing takes its end: a canceled one stays canceled."""
-        if isinstance(end, Completed):
-            self._complete(self.get(job_id), end)
-        elif isinstance(end, Failure):
-            job, now = self.get(job_id), self.clock()
-            self._finish(job, JobStatus.FAILED, error=end.error,
-                         timings=self._timings(job, end.spent, now), now=now)
-
-    def _complete(self, job: Job, end: Completed) -> None:
-        if job.status is not JobStatus.PROCESSING:
-            return  # canceled meanwhile: no metadata.json, no result
-        now, done = self.clock(), end.done
-        timings = self._timings(job, end.spent, now)
-        metadata = {
-            "job_id": job.id, "model": job.model, "device": end.device, "params": job.params,
-            "timings": timings, "result": done.result, "media_type": done.media_type,
-            "created_at": job.created_at, "started_at": job.started_at, "finished_at": now,
-            "hub3d_version": __version__, **self._weights(job.model), **done.metadata,
-        }
-        path = self.store.job_dir(job.id) / "metadata.json"
-        atomic_write_json(path, metadata)
-        if self._finish(job, JobStatus.COMPLETED, result=done.result,
-                        media_type=done.media_type, timings=timings, now=now) is None:
-            path.unlink(missing_ok=True)
-
-    def _weights(self, model: str) -> dict[str, Any]:
-        """Which checkpoint its worker was told to load, and from where (the catalog's rule)."""
-        entry = self.pool.catalog.entry(model)
-        if entry.files is None:
-            return {}
-        return {"weights": {"checkpoint": entry.files.checkpoint,
-                            "source": entry.files.source.value, "offline": entry.files.offline}}
-
-    def _finish(self, job: Job, status: JobStatus, *, error: str | None = None,
-                message: str | None = None, now: float | None = None,
-                expect: JobStatus | tuple[JobStatus, ...] = JobStatus.PROCESSING,
-                **fields: Any) -> Job | None:
-        """End a job that is still `expect`; the ended job, or None when it was not."""
-        now = self.clock() if now is None else now
-        text = message or (error if error else f"{status.value}")
-        finished = self.store.transition(job.id, expect, status=status, error=error,
-                                         message=text, finished_at=now, stage=None, **fields)
-        if finished is None:
-            return None
-        if status is JobStatus.COMPLETED and finished.processing_time is not None:
-            self._recent_durations = [*self._recent_durations[-49:], finished.processing_time]
-        log.info("job %s %s model=%s time=%s%s", job.id, status.value, job.model,
-                 finished.processing_time, f" error={error}" if error else "")
-        for hook in self.on_finished:
-            hook(finished)
-        self._notify(job.id, finished)
-        return finished
+            return Failure(answer.error or "the model failed", code_of(answer.code), spent)
+        return Completed(answer, lease.device, spent)
 
     # retention -----------------------------------------------------------------------------------
     def cleanup_expired(self) -> int:
@@ -338,4 +289,3 @@ class Scheduler:
         while True:
             await asyncio.sleep(period)
             self.cleanup_expired()
-

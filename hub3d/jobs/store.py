@@ -43,14 +43,14 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
 """
 # Columns added after the first release: (name, type), added on open to a new data dir and to
 # one made by an older version alike, so they are defined here only.
-_ADDED_COLUMNS = (("idempotency_key", "TEXT"), ("request_hash", "TEXT"))
+_ADDED_COLUMNS = (("idempotency_key", "TEXT"), ("request_hash", "TEXT"), ("error_code", "TEXT"))
 _KEY_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency_key ON jobs (idempotency_key)"
               " WHERE idempotency_key IS NOT NULL")
 
 _COLUMNS = (
     "id", "model", "params", "status", "stage", "message", "error", "attempts", "created_at",
     "started_at", "finished_at", "result", "media_type", "has_mask", "device", "timings", "seq",
-    "idempotency_key", "request_hash",
+    "idempotency_key", "request_hash", "error_code",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 

@@ -100,6 +100,11 @@ class Backend:
     native_formats: ClassVar[tuple[str, ...]] = ("glb",)
     # A module with doctor's rows for this model (`gather(python, catalog_entry)`, `rows`).
     doctor_section: ClassVar[str | None] = None
+    # Jobs one worker runs at once on its one loaded model, by device kind, when the server
+    # is not told (--jobs-per-worker). 1: `run` must not be called from two threads at once.
+    jobs_per_worker: ClassVar[dict[str, int]] = {}
+    # Device kinds where `warmup` pays for itself (HUB3D_WARMUP=auto).
+    warmup_on: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_request(cls, params: GenerateParams, *, python: str) -> None:
@@ -109,5 +114,10 @@ class Backend:
     def load(self, device: str) -> None:
         """Load weights onto `device` ("cpu", "cuda:0" …); called once per worker process."""
 
+    def warmup(self) -> None:
+        """Run one small job after `load`, so the first real job finds everything warm."""
+
     def run(self, job: JobInput, report: StageReporter) -> JobOutput:
+        """One job. With jobs_per_worker > 1 it runs in several threads at once: keep
+        per-job state in locals, not on self."""
         raise NotImplementedError

@@ -1,4 +1,10 @@
-"""Worker slots per (model, device): spawn on demand, restart after a crash, unload for VRAM."""
+"""The local pool: worker processes per (model, device), each running up to N jobs at once on
+its one loaded model; spawned on demand, replaced after a crash, unloaded to free VRAM.
+
+A slot is one worker process's place; its capacity is how many jobs it runs at once
+(--jobs-per-worker). A job holds a Lease on a slot from dispatch to its end, so the pool's
+capacity counts jobs, not processes.
+"""
 
 from __future__ import annotations
 
@@ -14,26 +20,23 @@ from hub3d.errors import ModelUnavailable, UnknownModel
 from hub3d.gpu import GPU, free_vram_gb, query_gpus
 from hub3d.models.base import Backend
 from hub3d.models.catalog import Catalog, CatalogEntry
-from hub3d.workers.process import StageCallback, WorkerDied, WorkerProcess
+from hub3d.workers.process import StageCallback, WorkerProcess
 from hub3d.workers.protocol import Done, Failed, Run
+from hub3d.workers.threads import thread_env
 
-__all__ = ["ModelEntry", "Slot", "SlotState", "WorkerPool"]
+__all__ = ["Lease", "ModelEntry", "Slot", "SlotState", "WorkerPool"]
 
 # After a failed load, new jobs for that model get 503 for this long instead of a doomed retry.
 LOAD_RETRY_AFTER_S = 30.0
 
 
 class SlotState(str, Enum):
-    """Where a slot is. STOPPED and READY are free; the others are held by one task."""
+    """Where a slot's worker process is. Jobs are counted apart (Slot.jobs)."""
 
     STOPPED = "stopped"  # no worker process
-    READY = "ready"  # a loaded worker, waiting for a job
-    BUSY = "busy"  # held for a job (or a preload); its worker may still need starting
-    LOADING = "loading"  # held; its worker is starting and loading the model
-    STOPPING = "stopping"  # held; its worker is being ended (unload, or to free VRAM)
-
-
-_FREE = (SlotState.STOPPED, SlotState.READY)
+    LOADING = "loading"  # its worker is starting and loading the model
+    READY = "ready"  # a loaded worker
+    STOPPING = "stopping"  # its worker is being ended (unload, VRAM, replacement)
 
 
 @dataclass
@@ -44,19 +47,33 @@ class Slot:
     model: str
     device: str
     index: int
+    capacity: int = 1
     worker: WorkerProcess | None = None
     state: SlotState = SlotState.STOPPED
     last_used: float = 0.0
-    job_id: str | None = None
+    jobs: set[str] = field(default_factory=set)
+    draining: bool = False  # replace the worker once its jobs end (after an OOM)
+    starting: asyncio.Future[None] | None = None  # the load the slot's jobs wait for
+
+    @property
+    def job_id(self) -> str | None:
+        """One of its jobs (the only one, with capacity 1); None when idle."""
+        return next(iter(sorted(self.jobs)), None)
 
     @property
     def free(self) -> bool:
-        return self.state in _FREE
+        """It can take another job now."""
+        return (len(self.jobs) < self.capacity and not self.draining
+                and self.state is not SlotState.STOPPING)
+
+    @property
+    def idle(self) -> bool:
+        return not self.jobs and self.state in (SlotState.STOPPED, SlotState.READY)
 
     @property
     def ready(self) -> bool:
         """A loaded worker is alive (a worker can die while READY: then it is not)."""
-        return (self.state in (SlotState.READY, SlotState.BUSY) and self.worker is not None
+        return (self.state is SlotState.READY and self.worker is not None
                 and self.worker.alive)
 
     @property
@@ -66,7 +83,7 @@ class Slot:
             return "loading"
         if not self.ready:
             return "stopped"
-        return "busy" if self.state is SlotState.BUSY else "ready"
+        return "busy" if self.jobs else "ready"
 
     def _move(self, to: SlotState, *allowed: SlotState) -> None:
         if self.state not in allowed:
@@ -74,26 +91,30 @@ class Slot:
                                f" {self.state.value} → {to.value}")
         self.state = to
 
-    def take(self) -> None:
-        self._move(SlotState.BUSY, *_FREE)
-
     def loading(self) -> None:
-        self._move(SlotState.LOADING, SlotState.BUSY)
+        self._move(SlotState.LOADING, SlotState.STOPPED)
 
-    def loaded(self) -> None:
-        self._move(SlotState.BUSY, SlotState.LOADING)
+    def loaded(self, ok: bool) -> None:
+        self._move(SlotState.READY if ok else SlotState.STOPPED, SlotState.LOADING)
 
     def stopping(self) -> None:
-        self._move(SlotState.STOPPING, *_FREE)
+        self._move(SlotState.STOPPING, SlotState.READY, SlotState.STOPPED)
 
-    def release(self, now: float) -> None:
-        """Back to free: READY with a live worker, else STOPPED."""
-        alive = self.worker is not None and self.worker.alive
-        if not alive:
-            self.worker = None
-        self._move(SlotState.READY if alive else SlotState.STOPPED, SlotState.BUSY,
-                   SlotState.LOADING, SlotState.STOPPING)
-        self.job_id, self.last_used = None, now
+    def stopped(self) -> None:
+        self._move(SlotState.STOPPED, SlotState.STOPPING, SlotState.READY, SlotState.STOPPED)
+        self.worker, self.draining = None, False
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A job's place on a slot, from dispatch to its end."""
+
+    slot: Slot
+    job_id: str
+
+    @property
+    def device(self) -> str:
+        return self.slot.device
 
 
 @dataclass
@@ -139,14 +160,24 @@ class WorkerPool:
         self.models: dict[str, ModelEntry] = {}
         for model in catalog:
             self._add_model(model)
+        workers = sum(len(e.slots) for e in self.models.values())
+        self._threads = {name: thread_env(workers, e.slots[0].capacity if e.slots else 1)
+                         for name, e in self.models.items()}
 
     def _add_model(self, model: CatalogEntry) -> None:
         entry = ModelEntry(model.name, model, error=model.error)
         if model.cls is not None:
             per_device = self.settings.max_concurrent
-            entry.slots = [Slot(model.name, device, i) for device in self._devices_for(model.cls)
+            entry.slots = [Slot(model.name, device, i, self._jobs_for(model.cls, device))
+                           for device in self._devices_for(model.cls)
                            for i in range(per_device)]
         self.models[model.name] = entry
+
+    def _jobs_for(self, cls: type[Backend], device: str) -> int:
+        if self.settings.jobs_per_worker is not None:
+            return self.settings.jobs_per_worker
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        return max(1, cls.jobs_per_worker.get(kind, 1))
 
     def _devices_for(self, cls: type[Backend]) -> list[str]:
         if self.settings.devices != ["auto"]:
@@ -157,6 +188,7 @@ class WorkerPool:
                 return [f"cuda:{g.index}" for g in gpus]
         return ["cpu"]
 
+    # what the control plane asks ---------------------------------------------------------------
     def entry(self, model: str) -> ModelEntry:
         if model not in self.models:
             known = ", ".join(self.models)
@@ -165,6 +197,14 @@ class WorkerPool:
 
     def backend(self, model: str) -> type[Backend]:
         return self.catalog.backend(model)
+
+    def capacity(self) -> int:
+        """Jobs that can run at once, over all models and devices."""
+        return sum(s.capacity for e in self.models.values() for s in e.slots)
+
+    def running(self) -> set[str]:
+        """The jobs a slot is working on now."""
+        return {j for e in self.models.values() for s in e.slots for j in s.jobs}
 
     def check_available(self, model: str) -> None:
         """503 while a model's last load failed recently and no worker of it is up."""
@@ -178,39 +218,75 @@ class WorkerPool:
                 f" {int(LOAD_RETRY_AFTER_S)} s."
             )
 
-    def acquire(self, model: str) -> Slot | None:
-        """An idle slot for `model`, preferring one whose worker is already loaded."""
-        idle = [s for s in self.entry(model).slots if s.free]
-        if not idle:
+    # a job's lease -----------------------------------------------------------------------------
+    def acquire(self, model: str, job_id: str) -> Lease | None:
+        """A place for the job: on the slot with the fewest jobs (so jobs spread over the
+        devices and workers there are), a loaded worker before a loading or stopped one."""
+        free = [s for s in self.entry(model).slots if s.free]
+        if not free:
             return None
-        slot = min(idle, key=lambda s: (not s.ready, s.last_used))
-        slot.take()
-        return slot
+        slot = min(free, key=lambda s: (len(s.jobs), 0 if s.ready else 1 if s.state is
+                                        SlotState.LOADING else 2, s.last_used))
+        slot.jobs.add(job_id)
+        return Lease(slot, job_id)
 
-    def release(self, slot: Slot) -> None:
-        slot.release(self.clock())
+    def is_ready(self, lease: Lease) -> bool:
+        return lease.slot.ready
 
-    async def ensure_started(self, slot: Slot, on_stage: StageCallback) -> None:
+    async def release(self, lease: Lease) -> None:
+        slot = lease.slot
+        slot.jobs.discard(lease.job_id)
+        slot.last_used = self.clock()
+        if slot.worker is not None and not slot.worker.alive and slot.state is SlotState.READY:
+            slot.stopped()  # it died: the next job starts a fresh one
+        if slot.draining and not slot.jobs and slot.state is SlotState.READY:
+            await self._stop_worker(slot)
+
+    async def ensure_started(self, lease: Lease, on_stage: StageCallback) -> None:
+        """The lease's worker loaded; the first job of a stopped slot starts it, the others
+        wait for that same load."""
+        slot = lease.slot
         if slot.ready:
             return
+        if slot.state is SlotState.READY:  # its worker died while idle
+            slot.stopped()
+        if slot.starting is None:
+            slot.starting = asyncio.get_running_loop().create_future()
+            slot.starting.add_done_callback(lambda f: f.exception())  # read, even if unawaited
+            try:
+                await self._start(slot, on_stage)
+            except BaseException as exc:
+                slot.starting.set_exception(exc)
+                raise
+            else:
+                slot.starting.set_result(None)
+            finally:
+                slot.starting = None
+        else:
+            on_stage("loading_model", f"waiting for {slot.model} to load on {slot.device}")
+            await asyncio.shield(slot.starting)
+
+    async def _start(self, slot: Slot, on_stage: StageCallback) -> None:
         entry = self.entry(slot.model)
         assert entry.cls is not None
         await self._make_room(slot, entry.cls, on_stage)
+        env = {**self._threads[slot.model], **entry.model.worker_env}
         slot.worker = WorkerProcess(
             model_spec=entry.model.spec, device=slot.device, python=entry.model.python,
-            env=entry.model.worker_env,
+            env=env, jobs=slot.capacity, warmup=self.settings.warmup,
             log_path=self.log_dir / f"worker-{slot.model}-{slot.device.replace(':', '')}"
                                     f"-{slot.index}.log",
         )
         slot.loading()
         try:
             await slot.worker.start()
-        except Exception as exc:
+        except BaseException as exc:
+            slot.loaded(False)
             slot.worker = None
-            entry.error, entry.failed_at = str(exc), self.clock()
+            if isinstance(exc, Exception):
+                entry.error, entry.failed_at = str(exc), self.clock()
             raise
-        finally:
-            slot.loaded()
+        slot.loaded(True)
         entry.error = entry.failed_at = None
 
     async def _make_room(self, slot: Slot, cls: type[Backend], on_stage: StageCallback) -> None:
@@ -221,7 +297,7 @@ class WorkerPool:
             return
         victims = sorted(
             (s for e in self.models.values() for s in e.slots
-             if s.device == slot.device and s.model != slot.model and s.free and s.ready),
+             if s.device == slot.device and s.model != slot.model and s.idle and s.ready),
             key=lambda s: s.last_used,
         )
         for victim in victims:
@@ -235,38 +311,45 @@ class WorkerPool:
     async def _stop_worker(self, slot: Slot) -> None:
         slot.stopping()
         try:
-            assert slot.worker is not None
-            await slot.worker.stop()
+            if slot.worker is not None:
+                await slot.worker.stop()
         finally:
-            slot.worker = None
-            slot.release(self.clock())
+            slot.stopped()
 
-    async def run(self, slot: Slot, request: Run, on_stage: StageCallback) -> Done | Failed:
-        assert slot.worker is not None and slot.state is SlotState.BUSY
-        slot.job_id = request.job_id
-        try:
-            msg = await slot.worker.run(request, on_stage)
-        except WorkerDied:
-            slot.worker = None
-            raise
-        if not slot.worker.alive:
-            slot.worker = None
-        return msg
+    async def run(self, lease: Lease, request: Run, on_stage: StageCallback) -> Done | Failed:
+        """Run the job on its worker; raises WorkerDied (with every other job it held)."""
+        worker = lease.slot.worker
+        assert worker is not None and lease.job_id in lease.slot.jobs
+        answer = await worker.run(request, on_stage)
+        if isinstance(answer, Failed) and answer.restart:
+            lease.slot.draining = True  # replaced once its other jobs end (release)
+        return answer
 
-    def kill_job(self, job_id: str) -> bool:
-        """Kill the worker holding `job_id` (cancel of a running job); it restarts on demand."""
+    def cancel(self, job_id: str) -> bool:
+        """Stop a running job: alone on its worker, the worker is killed (that frees the card at
+        once; a fresh one loads for the next job); beside other jobs, it stops at its next
+        stage, and they go on."""
         for entry in self.models.values():
             for slot in entry.slots:
-                if slot.job_id == job_id and slot.worker is not None:
-                    slot.worker.kill()
+                if job_id in slot.jobs and slot.worker is not None:
+                    if len(slot.jobs) == 1:
+                        slot.worker.kill()
+                    else:
+                        slot.worker.cancel(job_id)
                     return True
         return False
+
+    def abandon(self, lease: Lease, why: str) -> None:
+        """A job that will not end by itself (past its timeout): its worker is ended, and the
+        other jobs it held are told they may run again."""
+        if lease.slot.worker is not None:
+            lease.slot.worker.kill(reason=why)
 
     async def unload(self, model: str) -> int:
         """End every idle worker of `model` (really frees its memory). Returns how many."""
         stopped = 0
         for slot in self.entry(model).slots:
-            if slot.worker is not None and slot.free:
+            if slot.worker is not None and slot.idle:
                 await self._stop_worker(slot)
                 stopped += 1
         return stopped
@@ -281,11 +364,16 @@ class WorkerPool:
             "state": entry.state,
             "device": ",".join(entry.devices) or None,
             "devices": entry.devices,
-            "workers": [
-                {"device": s.device, "pid": s.worker.pid if s.worker else None,
-                 "state": s.public_state, "job_id": s.job_id}
-                for s in entry.slots
-            ],
+            "workers": [self._worker_view(s) for s in entry.slots],
             "error": entry.error,
             "python": entry.model.python,
         }
+
+    @staticmethod
+    def _worker_view(slot: Slot) -> dict[str, Any]:
+        info = slot.worker.info if slot.worker is not None else None
+        return {"device": slot.device, "pid": slot.worker.pid if slot.worker else None,
+                "state": slot.public_state, "job_id": slot.job_id, "jobs": sorted(slot.jobs),
+                "capacity": slot.capacity, "load_s": info.load_s if info else None,
+                "warmup_s": info.warmup_s if info else None}
+

@@ -1,17 +1,24 @@
-"""One model worker child process, driven from the control plane's event loop."""
+"""One model worker child process, driven from the control plane's event loop.
+
+After it is loaded, one reader task reads its messages and hands each to the job it names, so
+several jobs can run on one worker at once. A worker that breaks the protocol is killed: every
+job it held ends with the reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from hub3d.workers.protocol import (
+    Cancel,
     Done,
     Exit,
     Failed,
@@ -28,6 +35,8 @@ from hub3d.workers.protocol import (
 
 __all__ = ["ModelLoadFailed", "WorkerDied", "WorkerProcess", "describe_exit"]
 
+log = logging.getLogger("hub3d.workers")
+
 # hub3d's own source dir, so a worker in another Python env (SAM-3D) can import it.
 _SRC_ROOT = str(Path(__file__).resolve().parents[2])
 _LOG_ROTATE_BYTES = 5 * 1024 * 1024
@@ -36,7 +45,14 @@ StageCallback = Callable[[str, str], None]
 
 
 class WorkerDied(Exception):
-    """The worker process ended while it held a job."""
+    """The worker process ended (or was ended) while it held a job.
+
+    `broken`: it broke the protocol (a bug, not a crash). `requeue`: the job was not the cause
+    (its worker was ended for another job), so it may run again elsewhere."""
+
+    def __init__(self, message: str, *, broken: bool = False, requeue: bool = False) -> None:
+        super().__init__(message)
+        self.broken, self.requeue = broken, requeue
 
 
 class ModelLoadFailed(Exception):
@@ -63,6 +79,12 @@ def describe_exit(returncode: int | None, log_tail: str = "") -> str:
     return reason
 
 
+@dataclass
+class _Pending:
+    future: asyncio.Future[Done | Failed]
+    on_stage: StageCallback
+
+
 class WorkerProcess:
     def __init__(
         self,
@@ -72,17 +94,24 @@ class WorkerProcess:
         python: str | None,
         log_path: Path,
         env: dict[str, str] | None = None,
+        jobs: int = 1,
+        warmup: str = "auto",
     ) -> None:
-        self.model_spec, self.device = model_spec, device
+        self.model_spec, self.device, self.jobs, self.warmup = model_spec, device, jobs, warmup
+        self.model = model_spec.partition("=")[0]
         self.python = python or sys.executable
         self.log_path = log_path
         self.extra_env = env or {}
         self.proc: asyncio.subprocess.Process | None = None
         self.info: Ready | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._died: WorkerDied | None = None
+        self._killed_for: str | None = None  # why hub3d itself ended it, when it did
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return self.proc is not None and self.proc.returncode is None and self._died is None
 
     @property
     def pid(self) -> int | None:
@@ -111,68 +140,112 @@ class WorkerProcess:
             os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
         with open(self.log_path, "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "hub3d.workers.child",
-                "--model", self.model_spec, "--device", self._child_device(),
+                self.python, "-m", "hub3d.workers", "--model", self.model_spec,
+                "--device", self._child_device(), "--jobs", str(self.jobs),
+                "--warmup", self.warmup,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
                 env=self._env(), start_new_session=True,
+                limit=1 << 24,  # a job's metadata line may be long
             )
         while True:
-            msg = await self._read()
+            msg = await self._read_or_die(" while loading")
             if isinstance(msg, Ready):
                 self.info = msg
+                self._reader = asyncio.create_task(self._read_loop(),
+                                                   name=f"hub3d-worker-{self.pid}")
                 return msg
             if isinstance(msg, LoadFailed):
                 await self._reap()
                 raise ModelLoadFailed(msg.error)
             if not isinstance(msg, Loading):
-                await self._unexpected(msg, " while loading")
+                self.kill()
+                await self._reap()
+                raise WorkerDied(f"model worker broke the protocol while loading: {msg}",
+                                 broken=True)
 
     async def run(self, request: Run, on_stage: StageCallback) -> Done | Failed:
         """Send one job; return how it ended. Raises WorkerDied."""
+        if self._died is not None:
+            raise self._died
         assert self.proc is not None and self.proc.stdin is not None
+        future: asyncio.Future[Done | Failed] = asyncio.get_running_loop().create_future()
+        self._pending[request.job_id] = _Pending(future, on_stage)
         try:
             self.proc.stdin.write(encode(request))
             await self.proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
-            await self._raise_died()
-        while True:
-            msg = await self._read()
-            if isinstance(msg, Stage):
-                on_stage(msg.stage, msg.message)
-            elif isinstance(msg, (Done, Failed)):
-                if isinstance(msg, Failed) and msg.restart:
-                    await self.stop()
-                return msg
-            else:
-                await self._unexpected(msg, f" while running job {request.job_id}")
+            pass  # the reader sees the exit and ends the job with its reason
+        try:
+            return await future
+        finally:
+            self._pending.pop(request.job_id, None)
 
-    async def _read(self) -> FromWorker:
+    def cancel(self, job_id: str) -> None:
+        """Ask the worker to stop one job at its next stage (its other jobs go on)."""
+        self._write(Cancel(job_id))
+
+    def _write(self, message: Cancel | Exit) -> None:
+        if self.proc is not None and self.proc.stdin is not None and self.alive:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+                self.proc.stdin.write(encode(message))
+
+    async def _read_or_die(self, when: str) -> FromWorker:
         assert self.proc is not None and self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
+        try:
+            line = await self.proc.stdout.readline()
+        except ValueError:  # a line over the stream limit
+            line = b"{over the size limit"
         if not line:
-            await self._raise_died()
+            await self._reap()
+            raise WorkerDied(describe_exit(self.proc.returncode, self.log_tail()))
         try:
             msg = decode(line)
         except ProtocolError as exc:
-            await self._unexpected(exc, "")
+            self.kill()
+            await self._reap()
+            raise WorkerDied(f"model worker broke the protocol{when}: {str(exc)[:300]}",
+                             broken=True) from None
         if not isinstance(msg, (Loading, Ready, LoadFailed, Stage, Done, Failed)):
-            await self._unexpected(msg, " (a message meant for the worker)")
+            self.kill()
+            await self._reap()
+            raise WorkerDied(f"model worker broke the protocol{when}: sent {type(msg).__name__}"
+                             " (a message meant for the worker)", broken=True)
         return msg
 
-    async def _unexpected(self, what: object, when: str) -> NoReturn:
-        """A worker that breaks the protocol cannot be trusted with the next job: end it."""
-        self.kill()
-        await self._reap()
-        raise WorkerDied(f"model worker broke the protocol{when}: {str(what)[:200]}")
-
-    async def _raise_died(self) -> NoReturn:
-        await self._reap()
-        raise WorkerDied(describe_exit(self.proc.returncode if self.proc else None,
-                                       self.log_tail()))
+    async def _read_loop(self) -> None:
+        """Hand each message to the job it names; on the worker's end, end every job it held."""
+        try:
+            while True:
+                msg = await self._read_or_die(" while running jobs")
+                job_id = getattr(msg, "job_id", None)
+                pending = self._pending.get(job_id) if job_id else None
+                if isinstance(msg, Stage) and pending is not None:
+                    try:
+                        pending.on_stage(msg.stage, msg.message)
+                    except Exception:  # a stage not recorded (a full disk): the job goes on
+                        log.exception("job %s: stage %s not recorded", job_id, msg.stage)
+                elif isinstance(msg, (Done, Failed)) and pending is not None:
+                    if not pending.future.done():
+                        pending.future.set_result(msg)
+                elif not isinstance(msg, (Stage, Done, Failed)):
+                    self.kill()
+                    await self._reap()
+                    raise WorkerDied("model worker broke the protocol while running jobs: sent "
+                                     f"{type(msg).__name__}", broken=True)
+                # a Stage/Done for a job no longer waited on (timed out, abandoned): dropped
+        except WorkerDied as exc:
+            if self._killed_for is not None:  # hub3d ended it: the jobs did nothing wrong
+                exc = WorkerDied(f"{self._killed_for}; {exc}", requeue=True)
+            self._died = exc
+            for pending in list(self._pending.values()):
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+        except asyncio.CancelledError:
+            raise
 
     async def _reap(self) -> None:
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), timeout=10)
 
     def log_tail(self) -> str:
@@ -184,21 +257,28 @@ class WorkerProcess:
             return ""
         return lines[-1].strip()[:300] if lines else ""
 
-    def kill(self) -> None:
-        if self.alive and self.proc is not None:
+    def kill(self, reason: str | None = None) -> None:
+        """SIGKILL. `reason`: hub3d ends it on purpose (its other jobs may run again)."""
+        if reason is not None and self._killed_for is None:
+            self._killed_for = reason
+        if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it does not (freeing its memory for sure)."""
-        if not self.alive or self.proc is None:
+        if self.proc is None or self.proc.returncode is not None:
+            await self._end_reader()
             return
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(encode(Exit()))
-            await self.proc.stdin.drain()
+        self._write(Exit())
         try:
             await asyncio.wait_for(self.proc.wait(), timeout=timeout)
         except asyncio.TimeoutError:
             self.kill()
             await self._reap()
+        await self._end_reader()
+
+    async def _end_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._reader), timeout=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from hub3d.workers.pool import WorkerPool
 from tests.conftest import make_png
 
 SLOW = "slow=tests.backends.testing:SlowBackend"
+FAULTY = "faulty=tests.backends.faulty:FaultyBackend"
 PNG = make_png(64)
 
 
@@ -33,10 +34,11 @@ class Core:
     slots: int = 1
     models: tuple[str, ...] = (SLOW,)
     scheduler: Scheduler | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # more Settings fields
 
     def settings(self) -> Settings:
         return Settings(data_dir=self.data_dir, models=list(self.models), devices=["cpu"],
-                        max_concurrent=self.slots, max_queue_size=1000)
+                        max_concurrent=self.slots, max_queue_size=1000, **self.options)
 
     async def start(self) -> Core:
         settings = self.settings()

@@ -11,7 +11,7 @@ from hub3d.workers.pool import SlotState, WorkerPool
 from tests.core.harness import Core, run
 
 
-def test_a_slot_goes_stopped_busy_loading_busy_ready_and_refuses_a_wrong_move(
+def test_a_slot_goes_stopped_loading_ready_stopped_and_refuses_a_wrong_move(
         tmp_path: Path) -> None:
     async def main() -> None:
         core = Core(tmp_path)
@@ -19,18 +19,19 @@ def test_a_slot_goes_stopped_busy_loading_busy_ready_and_refuses_a_wrong_move(
         pool = WorkerPool(settings, catalog=Catalog.build(settings.models, settings.data_dir),
                           vram_probe=lambda d: None, gpu_lister=list)
         try:
-            slot = pool.acquire("slow")
-            assert slot is not None and slot.state is SlotState.BUSY
-            assert pool.acquire("slow") is None  # one slot per model and device here
+            lease = pool.acquire("slow", "job-a")
+            assert lease is not None and lease.slot.state is SlotState.STOPPED
+            assert pool.acquire("slow", "job-b") is None  # one job per worker here
             seen: list[str] = []
-            await pool.ensure_started(slot, lambda stage, msg: seen.append(slot.state.value))
-            assert slot.state is SlotState.BUSY and slot.ready
+            await pool.ensure_started(lease, lambda stage, msg: seen.append(stage))
+            slot = lease.slot
+            assert slot.state is SlotState.READY and slot.ready and slot.jobs == {"job-a"}
             assert pool.describe("slow")["workers"][0]["state"] == "busy"
-            pool.release(slot)
+            await pool.release(lease)
             assert slot.state is SlotState.READY and slot.job_id is None
             assert pool.describe("slow")["workers"][0]["state"] == "ready"
             with pytest.raises(RuntimeError, match="cannot go ready → ready"):
-                slot.release(0.0)  # a double release is a bug, not a no-op
+                slot.loaded(True)  # a second "loaded" is a bug, not a no-op
             assert await pool.unload("slow") == 1
             assert slot.state is SlotState.STOPPED and slot.worker is None
             assert pool.describe("slow")["workers"][0]["state"] == "stopped"

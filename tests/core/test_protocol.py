@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from hub3d.workers.protocol import (
+    Cancel,
     Done,
     Exit,
     Failed,
@@ -23,7 +24,8 @@ from hub3d.workers.protocol import (
 from tests.core.harness import SLOW
 from tests.servers import REPO
 
-MESSAGES = [Run("j", "/tmp/j", {"seed": 1}, True), Exit(), Loading(), Ready(1.5, "cpu"),
+MESSAGES = [Run("j", "/tmp/j", {"seed": 1}, True), Cancel("j"), Exit(), Loading(),
+            Ready(1.5, "cpu"), Ready(2.0, "cuda:0", 0.6, 4),
             LoadFailed("no weights"), Stage("j", "inference", "step 1"),
             Done("j", "result.glb", "model/gltf-binary", {"vertices": 8}, {"inference": 0.1}),
             Failed("j", "out of memory", "out_of_memory", True, {"inference": 0.2})]
@@ -49,6 +51,25 @@ def test_anything_else_is_a_protocol_error(line: bytes) -> None:
         decode(line)
 
 
+@pytest.mark.parametrize(("line", "field"), [
+    (b'{"type":"done","job_id":1,"result":"r.glb","media_type":"m"}', "job_id"),
+    (b'{"type":"done","job_id":"j","result":null,"media_type":"m"}', "result"),
+    (b'{"type":"done","job_id":"j","result":"r","media_type":"m","timings":"x"}', "timings"),
+    (b'{"type":"done","job_id":"j","result":"r","media_type":"m","metadata":["a"]}',
+     "metadata"),
+    (b'{"type":"done","job_id":"j","result":"r","media_type":"m","timings":{"a":"1"}}',
+     "timings.a"),
+    (b'{"type":"failed","job_id":"j","error":"e","restart":"yes"}', "restart"),
+    (b'{"type":"stage","job_id":"j","stage":7}', "stage"),
+    (b'{"type":"ready","load_s":"soon"}', "load_s"),
+    (b'{"op":"run","job_id":"j","job_dir":"/d","params":"seed=1"}', "params"),
+])
+def test_a_message_with_a_field_of_the_wrong_type_is_refused_naming_it(line: bytes,
+                                                                         field: str) -> None:
+    with pytest.raises(ProtocolError, match=rf"bad \w+ message: {field}: "):
+        decode(line)
+
+
 def test_a_real_worker_answers_run_and_refuses_a_message_meant_for_the_control_plane(
         tmp_path: object) -> None:
     from pathlib import Path
@@ -65,4 +86,4 @@ def test_a_real_worker_answers_run_and_refuses_a_message_meant_for_the_control_p
     assert [type(a) for a in answers] == [Loading, Ready, Stage, Stage, Stage, Done], answers
     done = answers[-1]
     assert isinstance(done, Done) and done.result == "result.glb" and "total" in done.timings
-    assert proc.returncode != 0 and b"takes Run and Exit, not Stage" in proc.stderr
+    assert proc.returncode != 0 and b"takes Run, Cancel and Exit, not Stage" in proc.stderr

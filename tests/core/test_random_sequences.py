@@ -22,8 +22,10 @@ def check_now(core: Core, submitted: set[str], canceled: set[str]) -> None:
     """What holds at every instant."""
     counts = core.store.counts()
     assert sum(counts.values()) == len(submitted), counts  # no job lost, none invented
-    slots = sum(len(e.slots) for e in core.pool.models.values())
-    assert counts["processing"] <= slots, counts
+    assert counts["processing"] <= core.pool.capacity(), counts
+    # no job in "processing" without a worker place working on it
+    processing = {j.id for j in core.store.by_status(JobStatus.PROCESSING)}
+    assert processing <= core.pool.running(), (processing, core.pool.running())
     for job_id in canceled:  # a cancel is final: nothing turns it back
         job = core.job(job_id)
         assert job.status is JobStatus.CANCELED and job.result is None, job
@@ -41,8 +43,7 @@ def check_settled(core: Core, submitted: set[str]) -> None:
         else:
             assert job.result is None and job.finished_at is not None, job
             assert job.error or job.status is JobStatus.CANCELED, job
-    busy = [s for e in core.pool.models.values() for s in e.slots if s.job_id is not None]
-    assert not busy, busy
+    assert not core.pool.running(), core.pool.running()
 
 
 async def crash_a_worker(core: Core, rng: random.Random) -> bool:

@@ -33,6 +33,7 @@ def test_a_model_error_fails_the_job_and_keeps_the_worker(tmp_path: Path) -> Non
             failed = await core.wait(core.submit(fail="error").id)
             assert failed.status is JobStatus.FAILED
             assert failed.error == "the test backend was asked to fail" and failed.result is None
+            assert failed.error_code == "model_error"
             pid = core.pool.models["slow"].slots[0].worker.pid  # type: ignore[union-attr]
             ok = await core.wait(core.submit().id)
             assert ok.status is JobStatus.COMPLETED
@@ -52,6 +53,7 @@ def test_a_crash_fails_the_job_with_the_reason_and_the_next_job_gets_a_new_worke
             crashed = await core.wait(core.submit(fail="segfault").id)
             assert crashed.status is JobStatus.FAILED
             assert "segmentation fault" in (crashed.error or ""), crashed.error
+            assert crashed.error_code == "worker_crashed"
             after = await core.wait(core.submit().id)
             assert after.status is JobStatus.COMPLETED
             pids = [json.loads((core.store.job_dir(j.id) / "metadata.json").read_text())[
@@ -121,6 +123,7 @@ def test_restart_mid_job_retries_it_once(tmp_path: Path) -> None:
             final = await core2.wait(job.id)
             assert final.status is JobStatus.FAILED
             assert "restarted while processing" in (final.error or "")
+            assert final.error_code == "interrupted"
         finally:
             await core2.stop()
     run(main())

@@ -10,6 +10,7 @@ texture bake, PBR material, GLB) is upstream's code with its random weights, as 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from hub3d.models.base import JobInput, JobOutput, StageReporter
@@ -20,6 +21,7 @@ RADIUS = 0.5
 
 class SphereSF3D(SF3DBackend):
     def load(self, device: str) -> None:
+        self._job = threading.local()
         super().load(device)
         model = self.model
         # Whether hub3d's load built the marching-tets edge table (else the first job pays it).
@@ -28,14 +30,17 @@ class SphereSF3D(SF3DBackend):
         run_image = model.run_image
 
         def keep_input(image: Any, *args: Any, **kwargs: Any) -> Any:
-            # what upstream was given, for the tests to read: test_run_image_input.png
-            image.save(self._job_dir / "test_run_image_input.png")
+            # what upstream was given, for the tests to read: test_run_image_input.png (per
+            # thread: a worker may run several jobs at once; none during the warm-up)
+            job_dir = getattr(self._job, "dir", None)
+            if job_dir is not None:
+                image.save(job_dir / "test_run_image_input.png")
             return run_image(image, *args, **kwargs)
 
         model.run_image = keep_input
 
     def run(self, job: JobInput, report: StageReporter) -> JobOutput:
-        self._job_dir = job.job_dir
+        self._job.dir = job.job_dir
         out = super().run(job, report)
         out.metadata["test_edges_built_in_load"] = self.edges_built_in_load
         return out

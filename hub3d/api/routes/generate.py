@@ -15,7 +15,7 @@ from hub3d.api.errors import error_response
 from hub3d.api.file_response import send_file
 from hub3d.api.inputs import ParsedRequest, parse_generate_request, write_job_inputs
 from hub3d.api.schemas import JobAccepted, error_responses
-from hub3d.api.views import job_urls
+from hub3d.api.views import job_urls, job_view
 from hub3d.errors import IdempotencyKeyReused
 from hub3d.jobs.record import Job, JobStatus, new_job_id
 from hub3d.jobs.scheduler import Scheduler
@@ -114,5 +114,7 @@ async def generate_sync(request: Request, settings: SettingsDep, catalog: Catalo
                               f" {settings.sync_timeout_s:.0f} s; keep polling {status_url}",
                               headers=headers, job_id=job.id)
     return JSONResponse({"error": {"code": f"job_{job.status.value}", "job_id": job.id,
-                                   "message": job.error or job.message}},
+                                   "message": job.error or job.message,
+                                   "error_code": job.error_code,
+                                   "advice": job_view(job, store).advice}},
                         status_code=422, headers=headers)

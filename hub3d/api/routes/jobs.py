@@ -44,10 +44,10 @@ async def get_job(job_id: str, scheduler: SchedulerDep, store: StoreDep,
 
 
 def _completed_file(scheduler: Scheduler, store: JobStore, job_id: str,
-                    name: str | None) -> tuple[Job, Path]:
+                    name: str | None, *, failed_too: bool = False) -> tuple[Job, Path]:
     """The completed job (read once) and its file `name` (default: its result)."""
     job = scheduler.get(job_id)
-    if job.status is not JobStatus.COMPLETED:
+    if not (job.status is JobStatus.COMPLETED or failed_too and job.status is JobStatus.FAILED):
         detail = f": {job.error}" if job.error else ""
         raise JobNotReady(f"job {job_id} is {job.status.value}{detail}; files are ready once it"
                           " is completed")
@@ -68,8 +68,9 @@ async def download(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Res
 
 @router.get("/{job_id}/metadata", responses=_ERRORS)
 async def metadata(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Response:
-    """metadata.json: params, per-stage timings, background removal path, mesh stats."""
-    _, path = _completed_file(scheduler, store, job_id, "metadata.json")
+    """metadata.json: params, per-stage timings, background removal path, mesh stats; of a
+    failed job, its error and error_code."""
+    _, path = _completed_file(scheduler, store, job_id, "metadata.json", failed_too=True)
     return await send_file(path, "application/json")
 
 

@@ -30,7 +30,7 @@ def _queue_counts(request: Request) -> dict[str, int]:
     settings, store, pool = (request.app.state.settings, request.app.state.store,
                              request.app.state.pool)
     counts = store.counts()
-    slots = sum(len(e.slots) for e in pool.models.values())
+    slots = pool.capacity()  # jobs that run at once, not processes
     # "max_concurrent" was this number's first name; it stays, as clients read it.
     return {"queued": counts["queued"], "processing": counts["processing"],
             "max_queue_size": settings.max_queue_size, "slots": slots, "max_concurrent": slots}

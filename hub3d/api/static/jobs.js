@@ -52,10 +52,13 @@ export class JobCard {
     badge.dataset.state = cls || text;
   }
 
-  fail(message) {
+  fail(message, advice, code) {
     this.root.dataset.status = "failed";
     this.status(this.id ? "failed" : "refused", "failed"); // refused: no job was made
     this.q(".error").textContent = message;
+    const tip = this.q(".advice"); // what to do: another photo, retry later, report a bug
+    tip.textContent = advice ? `What to do: ${advice}.` : "";
+    tip.dataset.code = code || "";
     this.q(".result").hidden = true;
     this.q(".cancel").hidden = true;
   }
@@ -147,7 +150,8 @@ export class JobCard {
       if (this.stopPolling) this.stopPolling();
       mark(this.id, view.status);
       if (view.status === "completed") this.result(view);
-      else this.fail(view.error || view.message || `job ${view.status}`);
+      else this.fail(view.error || view.message || `job ${view.status}`, view.advice,
+                     view.error_code);
       this.onDone(view);
     }
   }
