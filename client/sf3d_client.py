@@ -29,8 +29,14 @@ Exceptions (each carries `.response`, the requests.Response, when there was one)
     │   └── QueueFull            429 for longer than `queue_wait_s`; `.retry_after` seconds
     ├── ServerError              5xx after the retries
     └── JobError                 the job itself did not give a result; `.job_id`, `.job`
-        ├── JobFailed            it ended `failed` or `canceled`
+        ├── JobFailed            it ended `failed` or `canceled`; `.code` is the server's
+        │                        error_code, `.kind` what it asks of you (see FAILURE_KINDS)
         └── JobTimeout           `wait(timeout=…)` ran out first (the job keeps running)
+
+Exit status of the command line: 0 every image done; 2 bad usage or no server; for failed
+jobs, by what they ask of you: 3 send another image (or other parameters), 4 retry later,
+5 a server-side bug to report, 6 canceled; 1 a mix of those or a failure without a code;
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from urllib3.util.retry import Retry
 __all__ = [
     "AuthError", "BatchItem", "ClientError", "ConnectionFailed", "InputError", "JobError",
     "JobFailed", "JobTimeout", "QueueFull", "RequestRejected", "Result", "SF3DClient",
-    "ServerAway", "ServerError", "WrongURL", "format_health", "main",
+    "ServerAway", "ServerError", "WrongURL", "exit_status", "format_health", "main",
 ]
 __version__ = "0.1.0"
 
@@ -68,6 +74,17 @@ TERMINAL = ("completed", "failed", "canceled")
 RESTART_HINT = ("server not running: Run All in sf3d_api_server.ipynb on the hub, or"
                 " `python -m hub3d restart` in a hub terminal")
 PROXY_SHAPE = "/user/<you>/proxy/<port>/"
+# A failed job's error_code → what it asks of you; the server's docs/api.md lists the codes.
+FAILURE_KINDS = {
+    "bad_input": "input", "no_object_detected": "input", "model_error": "input",
+    "out_of_memory": "retry", "worker_crashed": "retry", "interrupted": "retry",
+    "timeout": "retry", "storage_full": "retry", "model_unavailable": "retry",
+    "internal": "bug", "canceled": "canceled",
+}
+KIND_ADVICE = {"input": "send another image, or other parameters",
+               "retry": "retry later", "bug": "a server-side bug: report it with the job id",
+               "canceled": "it was canceled"}
+EXIT_STATUS = {"input": 3, "retry": 4, "bug": 5, "canceled": 6}
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -104,6 +121,12 @@ class RequestRejected(ClientError):
         super().__init__(message, response)
         self.code = code
 
+    @property
+    def kind(self) -> str:
+        """An image or parameters the server refused: "input" (send another one)."""
+        status = self.response.status_code if self.response is not None else 0
+        return "input" if status in (400, 413, 415, 422) else ""
+
 
 class QueueFull(RequestRejected):
     def __init__(self, message: str, response: requests.Response | None = None,
@@ -125,7 +148,22 @@ class JobError(ClientError):
 
 
 class JobFailed(JobError):
-    pass
+    """`.code`: the server's error_code ("" from a server that sends none); `.kind`: input,
+    retry, bug, canceled or "" (FAILURE_KINDS)."""
+
+    def __init__(self, message: str, job_id: str, job: dict[str, Any] | None = None,
+                 response: requests.Response | None = None, code: str = "") -> None:
+        super().__init__(message, job_id, job, response)
+        self.code = code
+        self.kind = FAILURE_KINDS.get(code, "")
+
+
+def _failure_text(reason: str, code: str, advice: str | None) -> str:
+    """The server's reason, then its code and what to do about it."""
+    if not code:
+        return reason
+    hint = advice or KIND_ADVICE.get(FAILURE_KINDS.get(code, ""), "")
+    return f"{reason} [{code}: {hint}]" if hint else f"{reason} [{code}]"
 
 
 class JobTimeout(JobError):
@@ -232,6 +270,7 @@ class BatchItem:
     error: str = ""
     skipped: bool = False
     job_id: str = ""
+    kind: str = ""  # a failed job's FAILURE_KINDS value
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -563,7 +602,10 @@ class SF3DClient:
             interval = min(interval * 1.5, self.poll_interval[1])
         if job.get("status") != "completed":
             reason = job.get("error") or job.get("message") or "no reason given"
-            raise JobFailed(f"job {job_id} {job.get('status')}: {reason}", job_id, job)
+            code = str(job.get("error_code") or "")
+            raise JobFailed(f"job {job_id} {job.get('status')}: "
+                            f"{_failure_text(reason, code, job.get('advice'))}", job_id, job,
+                            code=code)
         return job
 
     def download(self, job_id: str, path: os.PathLike | None = None) -> Any:
@@ -636,7 +678,11 @@ class SF3DClient:
         except RequestRejected as exc:
             if exc.code.startswith("job_") and exc.response is not None:
                 job_id = exc.response.headers.get("X-Job-Id", "")
-                raise JobFailed(f"job {job_id} {exc.message}", job_id, None, exc.response) from None
+                body = _error_body(exc.response)[2]
+                code = str(body.get("error_code") or "")
+                raise JobFailed(f"job {job_id} "
+                                f"{_failure_text(exc.message, code, body.get('advice'))}",
+                                job_id, None, exc.response, code) from None
             raise
         except ServerError as exc:
             job_id = exc.response.headers.get("X-Job-Id", "") if exc.response is not None else ""
@@ -714,7 +760,8 @@ class SF3DClient:
                                      job_id=res.job_id)
                 except (ClientError, OSError) as exc:
                     item = BatchItem(str(src), False, time.monotonic() - t0,
-                                     error=str(exc), job_id=getattr(exc, "job_id", ""))
+                                     error=str(exc), job_id=getattr(exc, "job_id", ""),
+                                     kind=getattr(exc, "kind", ""))
             if on_done:
                 on_done(item)
             return item
@@ -929,7 +976,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         reporter.close()
     print(_summary(items))
-    return 0 if all(i.ok for i in items) else 1
+    return exit_status(items)
+
+
+def exit_status(items: Sequence[BatchItem]) -> int:
+    """0 all done; else what the failures ask of you, when they all ask the same."""
+    kinds = {i.kind for i in items if not i.ok}
+    if not kinds:
+        return 0
+    return EXIT_STATUS.get(kinds.pop(), 1) if len(kinds) == 1 else 1
 
 
 def _run_dir(client: SF3DClient, src: Path, run: Path, a: argparse.Namespace,
@@ -945,7 +1000,7 @@ def _run_dir(client: SF3DClient, src: Path, run: Path, a: argparse.Namespace,
                                  progress=lambda job: reporter.stage(src.name, job), **params)
     except ClientError as exc:
         print(f"error: {src.name}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_STATUS.get(getattr(exc, "kind", ""), 1)
     finally:
         reporter.close()
     print(f"{target}  ({result.timings.get('total_s', 0):.1f} s)  metadata:"

@@ -55,7 +55,7 @@ def test_batch_with_a_corrupt_image_then_resume(server: ServerProcess, images: P
                                                 tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = run_cli(str(images), "--server", server.url, "--out", str(out), "--concurrency", "2")
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 3, r.stderr  # a refused image: send another one
     rows = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()[1:-1]}
     assert rows == {"a.png": "ok", "b.png": "ok", "bad.png": "failed"}
     assert "not an image" in r.stdout or "could not" in r.stdout  # the server's reason
