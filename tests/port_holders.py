@@ -53,4 +53,4 @@ def holding(kind: str, port: int = 0) -> Iterator[tuple[int, subprocess.Popen[st
         yield int(line), proc
     finally:
         proc.kill()
-        proc.wait(10)
+        proc.communicate(timeout=10)  # reaps it and closes its pipe

@@ -81,4 +81,5 @@ def test_port_0_serves_on_a_free_port_and_announces_it(tmp_path: Path) -> None:
         assert health["status"] == "healthy" and "inflate" in health["models"]
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
