@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,11 +28,19 @@ def configure_logging(level: str = "info") -> None:
 
 
 def run_server(settings: Settings) -> None:
+    """Serve until stopped. Raises PortInUse (naming the holder) before announcing anything."""
     import uvicorn
 
     from hub3d.api.app import create_app
+    from hub3d.notebook.ports import bind_socket
 
     configure_logging(settings.log_level)
+    # Bound here and handed to uvicorn as is: a taken port fails before the announcement, and
+    # no other process can take the port between this check and uvicorn's start.
+    sock = bind_socket(settings.host, settings.port,
+                       another="--port {port}, or --port 0 for any free one")
+    if settings.port == 0:  # the port the OS picked is the one to announce and to link to
+        settings = settings.model_copy(update={"port": int(sock.getsockname()[1])})
     logging.getLogger("hub3d").info(
         "hub3d serving %s on http://%s:%d (data dir %s, API key %s)", ",".join(settings.models),
         settings.host, settings.port, settings.data_dir, "set" if settings.api_key else "not set")
@@ -39,9 +48,16 @@ def run_server(settings: Settings) -> None:
     # that was there before it: make that handler a clean exit instead of a traceback or -15.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_cleanly)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="asyncio",
-                log_level=settings.log_level, access_log=settings.log_level == "debug",
-                timeout_graceful_shutdown=5)
+    # root_path on the server, not the app (FastAPI deprecates its own): /docs, status_url and
+    # download_url carry the proxy's prefix
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                            root_path=settings.root_path, loop="asyncio",
+                            log_level=settings.log_level,
+                            access_log=settings.log_level == "debug", timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])  # a failed startup exits 3, as uvicorn.run
+    finally:
+        sock.close()
     logging.getLogger("hub3d").info("hub3d stopped")
 
 
@@ -63,13 +79,19 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"hub3d serve: invalid settings:\n{exc}")
         return 2
-    run_server(settings)
+    from hub3d.notebook.ports import PortInUse
+
+    try:
+        run_server(settings)
+    except PortInUse as exc:
+        print(f"hub3d serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="run the API server in the foreground")
-    p.add_argument("--port", type=int, help="port (env PORT, default 9299)")
+    p.add_argument("--port", type=int, help="port (env PORT, default 9299; 0: any free one)")
     p.add_argument("--host", help="bind address (default 127.0.0.1: reach it through a tunnel)")
     p.add_argument("--models", help="comma list; the first is the default (env HUB3D_MODELS)")
     p.add_argument("--data-dir", dest="data_dir", help="jobs and results (env HUB3D_DATA_DIR)")

@@ -61,7 +61,7 @@ def create_app(
             store.close()
 
     app = FastAPI(
-        title="hub3d", version=__version__, lifespan=lifespan, root_path=settings.root_path,
+        title="hub3d", version=__version__, lifespan=lifespan,
         description="Image-to-3D serving (SF3D, SAM-3D-Objects, inflate) from a JupyterHub GPU.",
     )
     app.state.settings, app.state.catalog = settings, catalog

@@ -25,10 +25,15 @@ def port_holder(port: int) -> str | None:
                 if conn.pid is None:
                     return "another user's process"
                 proc = psutil.Process(conn.pid)
-                return f"pid {conn.pid} ({' '.join(proc.cmdline())[:120] or proc.name()})"
+                return f"pid {conn.pid} ({_one_line(proc.cmdline()) or proc.name()})"
     except (psutil.Error, OSError):
         return _holder_from_proc(port)
     return None
+
+
+def _one_line(argv: list[str]) -> str:
+    """A command line in one line of at most 120 characters (a `-c` script has newlines)."""
+    return " ".join(" ".join(argv).split())[:120]
 
 
 def _holder_from_proc(port: int) -> str | None:
@@ -50,15 +55,18 @@ def _holder_from_proc(port: int) -> str | None:
             for fd in os.listdir(f"/proc/{pid}/fd"):
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
                 if target.startswith("socket:[") and target[8:-1] in inodes:
-                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                    return f"pid {pid} ({cmd.decode(errors='replace').strip()[:120]})"
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                    return f"pid {pid} ({_one_line(cmd.split(chr(0)))})"
         except OSError:
             continue
     return "another user's process"
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening socket for uvicorn, or PortInUse naming who holds the port."""
+def bind_socket(host: str, port: int, *,
+                another: str = "PORT = {port} in the parameters cell") -> socket.socket:
+    """A bound, listening socket for uvicorn, or PortInUse naming who holds the port.
+
+    `another` says how to pick another port where the caller is used ({port}: a suggestion)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,7 +79,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         who = f" by {holder}" if holder else ""
         raise PortInUse(
             f"port {port} is already in use{who}. Stop that process or pick another port "
-            f"(PORT = {port + 1} in the parameters cell)."
+            f"({another.format(port=port + 1)})."
         ) from exc
     sock.set_inheritable(True)
     return sock
