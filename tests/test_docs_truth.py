@@ -97,16 +97,18 @@ def test_every_env_var_the_docs_name_is_one_the_code_reads() -> None:
     named |= set(re.findall(r"`(MAX_[A-Z_]+|PORT)`", read(REPO / "README.md")))
     missing = {n for n in named if n not in code and not n.startswith("HUB3D_PYTHON_")}
     assert not missing, f"the docs name variables nothing reads: {sorted(missing)}"
-    assert 'f"HUB3D_PYTHON_{name.upper()}"' in read(REPO / "hub3d/workers/pool.py")
+    assert '"HUB3D_PYTHON_" + ' in read(REPO / "hub3d/models/catalog.py")
 
 
 def test_hub3d_python_model_names_the_python_of_that_models_workers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub3d.models.catalog import Catalog
     from hub3d.workers.pool import WorkerPool
 
     python = str(tmp_path / "env" / "bin" / "python")
     monkeypatch.setenv(PER_MODEL_PYTHON.replace("<MODEL>", "INFLATE"), python)
-    pool = WorkerPool(Settings.model_validate({"models": "inflate", "data_dir": tmp_path}),
+    settings = Settings.model_validate({"models": "inflate", "data_dir": tmp_path})
+    pool = WorkerPool(settings, catalog=Catalog.build(settings.models, settings.data_dir),
                       gpu_lister=list)
     assert pool.describe("inflate")["python"] == python
 
