@@ -308,3 +308,21 @@ def test_patch_kernelspec(tmp_path: Path) -> None:
     data = json.loads(spec.read_text())
     assert data["metadata"]["cull_idle_timeout"] == 604800
     assert data["env"] == {"HUB3D_SF3D_SRC": "/src"}
+
+
+def test_cuda_toolchain_runs_without_hub3d(tmp_path: Path) -> None:
+    """The extension build asks it for a host compiler before hub3d is installed in the env."""
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no PYTHONPATH, no venv
+    bare = [sys.executable, "-I", "-S"]  # no site-packages, no cwd on sys.path
+    no_hub3d = subprocess.run([*bare, "-c", "import hub3d"], cwd=tmp_path, env=clean,
+                              capture_output=True, text=True, timeout=60)
+    assert "No module named 'hub3d'" in no_hub3d.stderr
+    from hub3d.doctor.nvcc_gcc import max_gcc
+
+    for nvcc in ("11.8", "12.1", "12.4", "13.0"):
+        out = subprocess.run([*bare, str(REPO / "kernel_setup" / "cuda_toolchain.py"), "max-gcc",
+                              nvcc], cwd=tmp_path, env=clean, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout) == max_gcc(nvcc)
+    assert (max_gcc("11.8"), max_gcc("12.1"), max_gcc("13.0")) == (11, 12, 15)

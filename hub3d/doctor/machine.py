@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hub3d.doctor.core import Row, probe_json, run_cmd
+from hub3d.doctor.nvcc_gcc import max_gcc  # the table kernel_setup's build applies, too
 
 CU118 = "python -m pip install -r requirements-cu118.txt  (torch 2.4.1+cu118 wheels)"
 _MISMATCH = re.compile(r"detected CUDA version \((\d+\.\d+)\) mismatches the version that was\s+"
@@ -59,16 +60,6 @@ def parse_gcc(text: str) -> int | None:
     first = text.strip().splitlines()[0] if text.strip() else ""
     m = re.search(r"(\d+)\.\d+(\.\d+)?\s*$", first) if first.startswith(("gcc", "cc")) else None
     return int(m.group(1)) if m else None
-
-
-# newest gcc major each nvcc accepts (its crt/host_config.h); kernel_setup's build applies it
-# when it picks a host compiler
-_MAX_GCC = ((11.0, 9), (11.1, 10), (11.4, 11), (12.0, 12), (12.4, 13), (12.8, 14), (13.0, 15))
-
-
-def max_gcc(cuda: str) -> int:
-    major, minor = (int(x) for x in cuda.split(".")[:2])
-    return max([gcc for version, gcc in _MAX_GCC if major + minor / 10 >= version] or [0])
 
 
 def _major(version: str | None) -> str | None:
