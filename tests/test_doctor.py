@@ -19,6 +19,7 @@ from hub3d.doctor import (
     parse_smi_query,
     rows_from_facts,
 )
+from hub3d.doctor.machine import rebuild_nvcc
 from hub3d.models.sf3d import SF3DBackend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,13 +78,58 @@ def test_healthy_cu118_kernel_is_all_ok() -> None:
 
 
 def test_cu128_torch_on_nvcc_118_is_the_mismatch_with_its_fix() -> None:
-    rows = rows_from_facts(facts(torch=json.loads(read("torch-cu128.json"))))
+    unbuilt = sf3d_probe(texture_baker="ModuleNotFoundError: No module named 'texture_baker'")
+    del unbuilt["baker_cuda"]
+    rows = rows_from_facts(facts(torch=json.loads(read("torch-cu128.json")), sf3d=unbuilt))
     bad = by_name(rows)
-    assert bad["CUDA mismatch"].status == "fail"
+    assert bad["CUDA mismatch"].status == "fail"  # the extensions must be built with that nvcc
     assert bad["CUDA mismatch"].found == "nvcc 11.8, torch built for 12.8"
     assert "requirements-cu118.txt" in bad["CUDA mismatch"].fix
-    # and a driver older than the torch's CUDA is its own failure
-    assert bad["torch vs driver"].status == "fail"
+
+
+def test_mismatch_after_the_extensions_are_built_only_warns() -> None:
+    """They load their own compiled code: the system nvcc matters to a rebuild only."""
+    row = by_name(rows_from_facts(facts(torch=json.loads(read("torch-cu128.json")))))[
+        "CUDA mismatch"]
+    assert row.status == "warn" and "built with CUDA: matters only to rebuild them" in row.found
+
+
+def test_torch_newer_than_the_driver_fails_only_when_torch_cannot_use_it() -> None:
+    cu128 = json.loads(read("torch-cu128.json"))  # torch.cuda.is_available() was True
+    seen = by_name(rows_from_facts(facts(torch=cu128)))  # driver 535: CUDA <= 12.2
+    assert seen["torch vs driver"].status == "warn"
+    assert "minor-version compatibility" in seen["torch vs driver"].found
+    assert seen["torch"].status == "ok"
+    blind = by_name(rows_from_facts(facts(torch={**cu128, "cuda_available": False})))
+    assert blind["torch vs driver"].status == "fail"
+    assert blind["torch vs driver"].found == "torch CUDA 12.8 > driver 12.2, and torch sees no GPU"
+    assert "driver is too old" in blind["torch"].fix
+
+
+def test_gpus_torch_cannot_see_fail_where_hub3d_puts_sf3d_on_them() -> None:
+    pypi = json.loads(read("torch-2.4.1-pypi-cpu.json"))  # 2.4.1+cu121, no GPU on that machine
+    hidden = by_name(rows_from_facts(facts(torch=pypi)))["torch"]
+    assert hidden.status == "fail" and "nvidia-smi lists 1" in hidden.found
+    assert "CUDA_VISIBLE_DEVICES" in hidden.fix and "--devices cpu" in hidden.fix
+    cpu_torch = {**pypi, "torch": "2.4.1+cpu", "cuda": None}
+    row = by_name(rows_from_facts(facts(torch=cpu_torch)))["torch"]
+    assert row.status == "fail" and "CPU build" in row.fix and "requirements-cu118" in row.fix
+    on_cpu = by_name(rows_from_facts(facts(torch=cpu_torch, devices="cpu")))["torch"]
+    assert on_cpu.status == "ok"
+    no_sf3d = by_name(rows_from_facts(facts(torch=cpu_torch, sf3d={"sf3d": False})))["torch"]
+    assert no_sf3d.status == "warn"  # nothing goes on a GPU from an env without SF3D
+
+
+def test_the_nvcc_checked_is_the_one_a_rebuild_uses(tmp_path: Path) -> None:
+    assert rebuild_nvcc(tmp_path, "12.1") == "nvcc"
+    conda = tmp_path / "cuda-12.1" / "bin" / "nvcc"  # the recipe's conda toolkit
+    conda.parent.mkdir(parents=True)
+    conda.write_text("")
+    assert rebuild_nvcc(tmp_path, "12.1") == str(conda)
+    pypi = tmp_path / "cuda" / "bin" / "nvcc"  # its PyPI toolkit (CUDA 13)
+    pypi.parent.mkdir(parents=True)
+    pypi.write_text("")
+    assert rebuild_nvcc(tmp_path, "12.1") == str(pypi)
 
 
 def test_recognises_the_exact_mismatch_error_text() -> None:
@@ -110,7 +156,10 @@ def test_no_gpu_machine_warns_with_fixes() -> None:
                                          server_proxy="install it", disk_free_gb=3.0)))
     for name in ("NVIDIA driver", "GPUs", "nvcc", "torch", "SF3D code", "jupyter-server-proxy"):
         assert rows[name].status == "warn" and rows[name].fix, name
-    assert rows["free disk in home"].status == "fail"
+    # 3 GB serves jobs; it is too little to install the env and weights
+    assert rows["free disk in home"].status == "warn" and "~15 GB" in rows["free disk in home"].fix
+    full = by_name(rows_from_facts(facts(disk_free_gb=0.4)))["free disk in home"]
+    assert full.status == "fail" and "old jobs" in full.fix
 
 
 def sf3d_probe(name: str = "sf3d-probe-cu118.json", **over: object) -> dict[str, object]:
@@ -335,3 +384,19 @@ def test_cuda_toolchain_runs_without_hub3d(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         assert int(out.stdout) == max_gcc(nvcc)
     assert (max_gcc("11.8"), max_gcc("12.1"), max_gcc("13.0")) == (11, 12, 15)
+
+
+def test_offline_env_not_loaded_here_warns(tmp_path: Path) -> None:
+    """The server reads its environment, never the file fetch-weights writes."""
+    from hub3d.doctor.host import offline_env
+    from hub3d.weights import write_offline_env
+
+    assert offline_env(tmp_path, {}) is None
+    path = write_offline_env(tmp_path, {"HF_HUB_OFFLINE": "1", "HF_HOME": "/d/weights/hf"})
+    unloaded = offline_env(tmp_path, {"HF_HOME": "/elsewhere"})
+    assert unloaded == {"path": str(path), "unset": ["HF_HOME", "HF_HUB_OFFLINE"]}
+    row = by_name(rows_from_facts(facts(offline_env=unloaded)))["offline.env"]
+    assert row.status == "warn" and "HF_HOME, HF_HUB_OFFLINE not set here" in row.found
+    assert f"set -a; . {path}; set +a" in row.fix
+    loaded = offline_env(tmp_path, {"HF_HUB_OFFLINE": "1", "HF_HOME": "/d/weights/hf"})
+    assert by_name(rows_from_facts(facts(offline_env=loaded)))["offline.env"].status == "ok"
