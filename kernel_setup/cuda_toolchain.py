@@ -11,8 +11,23 @@ release into the env and points CUDA_HOME at the tree laid out here.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
+
+# The gcc table doctor checks against too, read from its file: this runs before hub3d is
+# installed in the env (and without it on sys.path).
+TABLE = Path(__file__).resolve().parent.parent / "hub3d" / "doctor" / "nvcc_gcc.py"
+
+
+def _table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("hub3d_nvcc_gcc", TABLE)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{TABLE} is missing: run this from a hub3d checkout")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def cuda_home(env_dir: Path) -> Path:
@@ -46,9 +61,7 @@ def cuda_home(env_dir: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "max-gcc":
-        from hub3d.doctor.machine import max_gcc  # the table doctor checks against, too
-
-        print(max_gcc(argv[1]))
+        print(_table().max_gcc(argv[1]))
     elif len(argv) == 2 and argv[0] == "cuda-home":
         print(cuda_home(Path(argv[1])))
     else:

@@ -106,9 +106,11 @@ def _layout(tmp: Path) -> dict[str, str]:
     (hub / "facebookresearch_dinov2_main").mkdir(parents=True)
     (hub / "checkpoints").mkdir()
     (hub / "checkpoints" / "dinov2_vitl14_reg4_pretrain.pth").write_bytes(b"w")
-    moge = tmp / "hf" / "hub" / "models--Ruicheng--moge-vitl" / "snapshots" / "abc"
-    moge.mkdir(parents=True)
-    (moge / "model.pt").write_bytes(b"w")
+    moge = tmp / "hf" / "hub" / "models--Ruicheng--moge-vitl"
+    (moge / "snapshots" / "abc").mkdir(parents=True)
+    (moge / "snapshots" / "abc" / "model.pt").write_bytes(b"w")
+    (moge / "refs").mkdir()
+    (moge / "refs" / "main").write_text("abc")  # the snapshot an offline load takes
     return {"HUB3D_SAM3D_PYTHON": sys.executable, "HUB3D_SAM3D_CHECKPOINTS": str(ckpt),
             "TORCH_HOME": str(tmp / "torch"), "HF_HOME": str(tmp / "hf")}
 
@@ -137,3 +139,55 @@ def test_doctor_cli_shows_the_sam3d_rows(tmp_path: Path) -> None:
     rows = {r["name"]: r for r in json.loads(done.stdout)}
     assert rows["SAM-3D checkpoints"]["status"] == "ok"
     assert rows["SAM-3D kaolin"]["status"] == "fail" and done.returncode == 1
+
+
+def with_torch(torch: dict[str, Any], **over: Any) -> dict[str, Any]:
+    """The complete H100 facts with the probe's torch changed."""
+    probe = recorded("probe-facts-h100-complete.json")
+    probe["torch"] = {**probe["torch"], **torch}
+    return {**facts("probe-facts-h100-complete.json", **over), "probe": probe}
+
+
+def test_torch_rows_fail_only_where_sam3d_cannot_run() -> None:
+    cu118 = by_name(sam3d_rows(with_torch({"version": "2.5.1+cu118", "cuda": "11.8"})))
+    row = cu118["SAM-3D torch"]  # the modules import against it: the recipe's choice differs
+    assert row.status == "warn" and "the recipe installs 2.5.1+cu121" in row.found
+    cpu = by_name(sam3d_rows(with_torch({"version": "2.5.1+cpu", "cuda": None,
+                                         "cuda_available": False, "devices": []})))["SAM-3D torch"]
+    assert cpu.status == "fail" and cpu.found.endswith("a CPU build")
+    smi = [{"name": "NVIDIA H100 80GB HBM3", "vram_gb": 79.6, "compute_cap": "9.0"}]
+    blind = by_name(sam3d_rows(with_torch({"cuda_available": False, "devices": []},
+                                          smi_cards=smi)))
+    assert blind["SAM-3D torch"].status == "fail"
+    assert "nvidia-smi lists 1" in blind["SAM-3D torch"].found
+    assert "CUDA_VISIBLE_DEVICES" in blind["SAM-3D torch"].fix
+
+
+def test_no_gpu_at_all_fails_the_vram_row() -> None:
+    got = by_name(sam3d_rows(with_torch({"cuda_available": False, "devices": []})))
+    assert got["SAM-3D VRAM"].status == "fail" and "runs on a GPU" in got["SAM-3D VRAM"].fix
+    assert got["SAM-3D torch"].status == "warn"  # the same cause: one failing row for it
+
+
+def test_low_vram_allowed_warns_since_the_backend_tries() -> None:
+    got = by_name(sam3d_rows(facts("probe-facts-rtx4090-gaps.json", allow_low_vram=True)))
+    vram = got["SAM-3D VRAM"]
+    assert vram.status == "warn" and "HUB3D_SAM3D_ALLOW_LOW_VRAM=1: it tries" in vram.found
+
+
+def test_moge_missing_offline_fails() -> None:
+    online = by_name(sam3d_rows(facts("probe-facts-h100-complete.json", moge=None)))
+    assert online["SAM-3D MoGe cache"].status == "warn"  # the first load downloads it
+    offline = by_name(sam3d_rows(facts("probe-facts-h100-complete.json", moge=None,
+                                       hf_offline=True)))["SAM-3D MoGe cache"]
+    assert offline.status == "fail" and "downloads are off (HF_HUB_OFFLINE)" in offline.found
+    assert "hub3d fetch-weights sam3d" in offline.fix
+
+
+def test_gather_reads_offline_and_low_vram_settings(tmp_path: Path) -> None:
+    env = {**_layout(tmp_path), "HF_HUB_OFFLINE": "1", "HUB3D_SAM3D_ALLOW_LOW_VRAM": "1"}
+    f = gather_sam3d(env, tmp_path / "data")
+    assert f["hf_offline"] and f["allow_low_vram"]
+    assert f["moge"].endswith("snapshots/abc/model.pt")
+    (tmp_path / "hf" / "hub" / "models--Ruicheng--moge-vitl" / "refs" / "main").write_text("new")
+    assert gather_sam3d(env, tmp_path / "data")["moge"] is None  # offline, main's file is absent

@@ -4,6 +4,9 @@ Each section is a module with `gather(python, data_dir) -> dict` (the I/O: tool 
 run in the kernel env's Python, paths) and `rows(facts) -> list[Row]` (pure; tested on recorded
 outputs). All sections' facts share one flat dict, so a section may read another's keys (the
 GPU list, say). To add a model's rows, add a module and list it in SECTIONS.
+
+A row FAILs only for what will not work as things stand (the exit status says so); what the
+recipes would set up differently, or what matters only to a later rebuild, is a WARN.
 """
 
 from __future__ import annotations

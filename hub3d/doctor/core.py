@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -38,10 +37,6 @@ def probe_json(cmd: list[str], timeout: float = 180) -> dict[str, Any]:
         return dict(json.loads(lines[-1])) if lines else {"error": out.strip()[-300:]}
     except ValueError:
         return {"error": out.strip()[-300:]}
-
-
-def first_file(*paths: Path) -> Path | None:
-    return next((p for p in paths if p.is_file()), None)
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -1,19 +1,41 @@
-"""Rows about the hub side: jupyter-server-proxy, free disk."""
+"""Rows about the hub side: jupyter-server-proxy, free disk, the data dir's offline.env."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from hub3d.doctor.core import Row
 
+INSTALL_GB = 20  # the SF3D env (~15 GB with torch) and its weights, with room to spare
+MIN_GB = 1  # jobs write input, result and preview to the data dir: tens of MB each
+
 
 def gather(python: str = "", data_dir: Path | None = None) -> dict[str, Any]:
+    from hub3d.config import data_dir_from_env
     from hub3d.notebook.urls import server_proxy_check
 
     return {"server_proxy": server_proxy_check(),
-            "disk_free_gb": shutil.disk_usage(Path.home()).free / 2**30}
+            "disk_free_gb": shutil.disk_usage(Path.home()).free / 2**30,
+            "offline_env": offline_env(data_dir_from_env(data_dir), dict(os.environ))}
+
+
+def offline_env(data_dir: Path, env: dict[str, str]) -> dict[str, Any] | None:
+    """The settings `hub3d fetch-weights` (or a recipe) wrote to <data dir>/offline.env that this
+    environment lacks: the server reads its environment, never that file."""
+    path = data_dir / "offline.env"
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    settings = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            settings[key.strip()] = value.strip()
+    return {"path": str(path), "unset": sorted(k for k, v in settings.items() if env.get(k) != v)}
 
 
 def rows(f: dict[str, Any]) -> list[Row]:
@@ -23,8 +45,18 @@ def rows(f: dict[str, Any]) -> list[Row]:
                Row("jupyter-server-proxy", "warn", "missing", proxy))
     free = f.get("disk_free_gb")
     if free is not None:
-        status = "ok" if free >= 20 else ("warn" if free >= 5 else "fail")
-        out.append(Row("free disk in home", status, f"{free:.1f} GB",
-                       "" if status == "ok" else "SF3D needs ~15 GB (env + weights): clear "
-                       "~/.cache/pip and old jobs in the data dir."))
+        status = "ok" if free >= INSTALL_GB else ("warn" if free >= MIN_GB else "fail")
+        fix = {"ok": "", "warn": "Enough to serve; installing the SF3D env and weights needs "
+               "~15 GB: clear ~/.cache/pip and old jobs in the data dir first.",
+               "fail": "Jobs write their input, result and preview to the data dir (tens of "
+               "MB each): clear ~/.cache/pip and old jobs in the data dir."}[status]
+        out.append(Row("free disk in home", status, f"{free:.1f} GB", fix))
+    env = f.get("offline_env")
+    if env and env["unset"]:
+        out.append(Row("offline.env", "warn", f"{env['path']}: {', '.join(env['unset'])} not "
+                       "set here, so a server started from this environment does not use them",
+                       f"Load it before serving: set -a; . {env['path']}; set +a (for the "
+                       "notebook, put them in its kernel's environment)."))
+    elif env:
+        out.append(Row("offline.env", "ok", f"{env['path']}: loaded"))
     return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from hub3d.doctor.core import Row, probe_json, run_cmd
+from hub3d.doctor.nvcc_gcc import max_gcc  # the table kernel_setup's build applies, too
 
 CU118 = "python -m pip install -r requirements-cu118.txt  (torch 2.4.1+cu118 wheels)"
 _MISMATCH = re.compile(r"detected CUDA version \((\d+\.\d+)\) mismatches the version that was\s+"
@@ -61,16 +63,6 @@ def parse_gcc(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-# newest gcc major each nvcc accepts (its crt/host_config.h); kernel_setup's build applies it
-# when it picks a host compiler
-_MAX_GCC = ((11.0, 9), (11.1, 10), (11.4, 11), (12.0, 12), (12.4, 13), (12.8, 14), (13.0, 15))
-
-
-def max_gcc(cuda: str) -> int:
-    major, minor = (int(x) for x in cuda.split(".")[:2])
-    return max([gcc for version, gcc in _MAX_GCC if major + minor / 10 >= version] or [0])
-
-
 def _major(version: str | None) -> str | None:
     return version.split(".")[0] if version else None
 
@@ -104,17 +96,24 @@ def explain(text: str) -> list[Row]:
     return rows
 
 
+def rebuild_nvcc(prefix: Path, torch_cuda: str | None) -> str:
+    """The nvcc a rebuild would use: the env's own toolchain, where build_sf3d_extensions.sh
+    puts it (PyPI's in cuda/, NVIDIA's conda channel's in cuda-<torch's CUDA>/), else PATH's."""
+    own = [prefix / "cuda" / "bin" / "nvcc", prefix / f"cuda-{torch_cuda}" / "bin" / "nvcc"]
+    return next((str(p) for p in own if p.is_file()), "nvcc")
+
+
 def gather(python: str = sys.executable, data_dir: Path | None = None) -> dict[str, Any]:
     torch = probe_json([python, "-c", _TORCH_PROBE])
-    # the nvcc a rebuild would use: the env's own toolchain (the recipe's), else the system's
-    own = Path(torch.get("prefix", "/nonexistent")) / "cuda" / "bin" / "nvcc"
+    nvcc = rebuild_nvcc(Path(torch.get("prefix", "/nonexistent")), torch.get("cuda"))
     return {
         "smi": run_cmd(["nvidia-smi"]),
         "smi_query": run_cmd(["nvidia-smi", "--query-gpu=name,memory.total,compute_cap",
                               "--format=csv,noheader,nounits"]),
-        "nvcc": run_cmd([str(own) if own.is_file() else "nvcc", "--version"]),
+        "nvcc": run_cmd([nvcc, "--version"]),
         "gcc": run_cmd(["gcc", "--version"]),
         "torch": torch,
+        "devices": os.environ.get("HUB3D_DEVICES", "auto"),
     }
 
 
@@ -154,16 +153,51 @@ def rows(f: dict[str, Any]) -> list[Row]:
         out.append(Row("torch", "warn", t.get("error", "not installed"),
                        f"Needed for SF3D (not for inflate): {CU118}"))
         return out
-    out.append(Row("torch", "ok", f"{t['torch']} (CUDA {t['cuda'] or 'none, CPU build'})"
-                   + ("" if t.get("cuda_available") else ", no GPU visible to torch")))
-    if t["cuda"] and drv_cuda and float(t["cuda"]) > float(drv_cuda):
-        out.append(Row("torch vs driver", "fail", f"torch CUDA {t['cuda']} > driver {drv_cuda}",
-                       f"The driver is too old for this torch: {CU118} (needs a driver for "
-                       "CUDA >= 11.8), or ask the hub's admins for a newer driver."))
+    row = _torch_row(t, gpus, drv_cuda, f.get("devices") or "auto")
+    if row.status == "fail" and not (f.get("sf3d") or {}).get("sf3d"):
+        row.status = "warn"  # SF3D is not set up in this env: nothing is put on a GPU from it
+    out.append(row)
+    if t["cuda"] and drv_cuda and _cuda(t["cuda"]) > _cuda(drv_cuda):
+        if t.get("cuda_available"):  # CUDA's minor-version compatibility: it runs
+            out.append(Row("torch vs driver", "warn", f"torch CUDA {t['cuda']} > driver "
+                           f"{drv_cuda}; torch sees the GPU (CUDA minor-version compatibility)",
+                           "Works while the torch has kernels for the card (no PTX JIT past "
+                           f"the driver's CUDA); the tested pair: {CU118}."))
+        else:
+            out.append(Row("torch vs driver", "fail", f"torch CUDA {t['cuda']} > driver "
+                           f"{drv_cuda}, and torch sees no GPU", f"The driver is too old for "
+                           f"this torch: {CU118} (needs a driver for CUDA >= 11.8), or ask the "
+                           "hub's admins for a newer driver."))
     if t["cuda"] and nvcc and _major(t["cuda"]) != _major(nvcc):
         found = explain(f"The detected CUDA version ({nvcc}) mismatches the version that was "
                         f"used to compile PyTorch ({t['cuda']})")
-        for row in found if not gpus else []:  # no GPU: only a CUDA rebuild would trip on it
-            row.status, row.found = "warn", row.found + " (matters only for a CUDA build)"
+        built = (f.get("sf3d") or {}).get("baker_cuda")
+        for row in found if not gpus or built else []:  # only a CUDA (re)build trips on it
+            row.status = "warn"
+            row.found += (" (SF3D's extensions are built with CUDA: matters only to rebuild them)"
+                          if gpus else " (matters only for a CUDA build)")
         out += found
     return out
+
+
+def _cuda(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split(".")[:2])
+
+
+def _torch_row(t: dict[str, Any], gpus: list[dict[str, Any]], drv_cuda: str | None,
+               devices: str) -> Row:
+    found = f"{t['torch']} (CUDA {t['cuda'] or 'none, CPU build'})"
+    if t.get("cuda_available"):
+        return Row("torch", "ok", found)
+    if not gpus or devices.strip().lower() == "cpu":
+        return Row("torch", "ok", found + ", no GPU visible to torch")
+    # nvidia-smi lists cards, so hub3d puts SF3D's workers on cuda:N: this torch cannot run there
+    if not t["cuda"]:
+        why = f"it is a CPU build; {CU118}"
+    elif drv_cuda and _cuda(t["cuda"]) > _cuda(drv_cuda):
+        why = "the driver is too old for its CUDA (see torch vs driver)"
+    else:
+        why = "check CUDA_VISIBLE_DEVICES in this environment"
+    return Row("torch", "fail", f"{found}, no GPU visible to torch; nvidia-smi lists {len(gpus)}",
+               "hub3d puts SF3D on the GPUs nvidia-smi lists, and this torch cannot use them: "
+               f"{why}. Or serve on the CPU: --devices cpu (HUB3D_DEVICES=cpu).")

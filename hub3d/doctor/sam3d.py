@@ -12,10 +12,12 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub3d.doctor.core import Row
+from hub3d.doctor.hf_cache import cached_file, hub_cache, is_offline
 from hub3d.doctor.machine import parse_smi_query
 from hub3d.models.sam3d_env import MIP_RASTERIZER_FIX, PROBE, PYTHON_ENV_VAR, check_checkpoints
 from hub3d.models.sam3d_probe import (
@@ -26,7 +28,7 @@ from hub3d.models.sam3d_probe import (
     needs_flash_attn,
 )
 
-__all__ = ["gather", "gather_sam3d", "rows", "sam3d_rows"]
+__all__ = ["SAM3DFiles", "gather", "gather_sam3d", "rows", "sam3d_files", "sam3d_rows"]
 
 RECIPE = "bash kernel_setup/setup_sam3d_env.sh"
 NEED_GB = 32.0  # upstream's doc/setup.md: 16-24 GB cards run out of memory in the decoders
@@ -55,17 +57,26 @@ def _env_row(f: dict[str, Any]) -> Row:
     return Row("SAM-3D env", "ok", found)
 
 
-def _torch_row(t: dict[str, Any]) -> Row:
+def _torch_row(t: dict[str, Any], smi_cards: list[dict[str, Any]]) -> Row:
     if "version" not in t:
         return Row("SAM-3D torch", "fail", t.get("error", "not installed"),
                    _install_fix(["torch"]))
     found = f"{t['version']} (CUDA {t['cuda'] or 'none'})"
-    if not str(t["cuda"] or "").startswith("12."):
-        return Row("SAM-3D torch", "fail", found, "SAM-3D needs torch 2.5.1+cu121: "
-                   + _install_fix(["torch"]))
-    if not t.get("cuda_available"):
+    if not t["cuda"]:  # SAM-3D's kernels (pytorch3d, gsplat, kaolin) run on a GPU only
+        return Row("SAM-3D torch", "fail", found + ": a CPU build", "SAM-3D needs torch "
+                   "2.5.1+cu121: " + _install_fix(["torch"]))
+    if not t.get("cuda_available") and smi_cards:  # hub3d puts SAM-3D on those cards
+        return Row("SAM-3D torch", "fail", f"{found}, no GPU visible to it; nvidia-smi lists "
+                   f"{len(smi_cards)}", "hub3d puts SAM-3D on the GPUs nvidia-smi lists: check "
+                   f"CUDA_VISIBLE_DEVICES, and that the driver supports CUDA {t['cuda']}.")
+    if not t.get("cuda_available"):  # the VRAM row fails for the missing GPU
         return Row("SAM-3D torch", "warn", found + ", no GPU visible to it",
                    "Run on a GPU node (a JupyterHub GPU server); SAM-3D cannot run on a CPU.")
+    if not str(t["cuda"]).startswith("12."):
+        # it may run when the modules below import against it; the recipe installs cu121
+        return Row("SAM-3D torch", "warn", found + ": the recipe installs 2.5.1+cu121, "
+                   "upstream's tested build", "Nothing to do while the rows below are ok; "
+                   "the recipe's build: " + _install_fix(["torch"]))
     return Row("SAM-3D torch", "ok", found)
 
 
@@ -125,17 +136,29 @@ def _cache_rows(f: dict[str, Any]) -> list[Row]:
                         + ", ".join(missing), offline))
     else:
         rows.append(Row("SAM-3D DINOv2 cache", "ok", ", ".join(p for *_, p in dino)))
-    rows.append(Row("SAM-3D MoGe cache", "ok", f["moge"]) if f.get("moge") else Row(
-        "SAM-3D MoGe cache", "warn", f"{MOGE_REPO} not in {f['hf_hub']}", offline))
+    if f.get("moge"):
+        rows.append(Row("SAM-3D MoGe cache", "ok", f["moge"]))
+    elif f.get("hf_offline"):  # the first load asks the Hugging Face cache only, and misses
+        rows.append(Row("SAM-3D MoGe cache", "fail", f"{MOGE_REPO} not in {f['hf_hub']} and "
+                        "downloads are off (HF_HUB_OFFLINE)", "hub3d fetch-weights sam3d where "
+                        "there is internet, then load the data dir's offline.env; or, where this "
+                        "machine has internet, unset HF_HUB_OFFLINE"))
+    else:
+        rows.append(Row("SAM-3D MoGe cache", "warn", f"{MOGE_REPO} not in {f['hf_hub']}",
+                        offline))
     return rows
 
 
-def _vram_row(cards: list[dict[str, Any]]) -> Row:
-    if not cards:
-        return Row("SAM-3D VRAM", "warn", "no GPU seen", f"SAM-3D needs >= {NEED_GB:.0f} GB: "
-                   "start a GPU server from the hub's spawn page")
+def _vram_row(cards: list[dict[str, Any]], allow_low: bool) -> Row:
+    if not cards:  # upstream's kernels are CUDA only: it cannot load here
+        return Row("SAM-3D VRAM", "fail", "no GPU seen", f"SAM-3D runs on a GPU with >= "
+                   f"{NEED_GB:.0f} GB: start a GPU server from the hub's spawn page")
     best = max(cards, key=lambda c: c["vram_gb"])
     found = f"{best['name']} {best['vram_gb']} GB"
+    if best["vram_gb"] < NEED_GB and allow_low:  # the backend then loads and tries
+        return Row("SAM-3D VRAM", "warn", found + " (HUB3D_SAM3D_ALLOW_LOW_VRAM=1: it tries)",
+                   f"Upstream needs >= {NEED_GB:.0f} GB: jobs may run out of memory in the "
+                   "decoders; a bigger GPU from the spawn page avoids it")
     if best["vram_gb"] < NEED_GB:
         return Row("SAM-3D VRAM", "fail", found, f"SAM-3D needs >= {NEED_GB:.0f} GB (smaller "
                    "cards run out of memory in the decoders): pick a bigger GPU on the spawn "
@@ -155,9 +178,9 @@ def sam3d_rows(f: dict[str, Any]) -> list[Row]:
     cards = torch.get("devices") or f.get("smi_cards") or []
     if "error" not in p:
         bad = p.get("unusable", {})
-        rows += [_torch_row(torch), *_module_rows(bad, [c["name"] for c in cards]),
-                 *_texture_rows(bad)]
-    return rows + _cache_rows(f) + [_vram_row(cards)]
+        rows += [_torch_row(torch, f.get("smi_cards") or []),
+                 *_module_rows(bad, [c["name"] for c in cards]), *_texture_rows(bad)]
+    return rows + _cache_rows(f) + [_vram_row(cards, bool(f.get("allow_low_vram")))]
 
 
 def _probe(python: str) -> dict[str, Any]:
@@ -174,29 +197,46 @@ def _probe(python: str) -> dict[str, Any]:
         return {"error": done.stdout.strip()[-300:]}
 
 
-def gather_sam3d(env: dict[str, str], data_dir: Path) -> dict[str, Any]:
-    from hub3d.models.sam3d_weights import dino_hub_entries
+@dataclass(frozen=True)
+class SAM3DFiles:
+    """Where the SAM-3D server takes its files from."""
 
-    python = env.get(PYTHON_ENV_VAR, "").strip()
+    checkpoints: Path  # pipeline.yaml and the weights upstream's inference loads
+    torch_hub: Path  # torch.hub's folder: the DINOv2 the configs name
+    hf_cache: Path  # huggingface_hub's cache: MoGe
+
+
+def sam3d_files(env: dict[str, str], data_dir: Path) -> SAM3DFiles:
+    """The one place doctor decides where SAM-3D's files are (the model catalog takes this
+    over): HUB3D_SAM3D_CHECKPOINTS, else the checkout's checkpoints/hf, else the folder
+    `hub3d fetch-weights sam3d` fills; the caches as torch.hub and huggingface_hub find them."""
     src = env.get("HUB3D_SAM3D_SRC", "").strip()
     raw = env.get("HUB3D_SAM3D_CHECKPOINTS", "").strip()
     folder = Path(raw or (Path(src) / "checkpoints" / "hf" if src else
                           data_dir / "weights" / "sam3d" / "checkpoints")).expanduser()
+    hub = Path(env.get("TORCH_HOME") or "~/.cache/torch").expanduser() / "hub"
+    return SAM3DFiles(folder, hub, hub_cache(env))
+
+
+def gather_sam3d(env: dict[str, str], data_dir: Path) -> dict[str, Any]:
+    from hub3d.models.sam3d_weights import dino_hub_entries
+
+    python = env.get(PYTHON_ENV_VAR, "").strip()
+    files = sam3d_files(env, data_dir)
+    folder, hub, hf = files.checkpoints, files.torch_hub, files.hf_cache
     f: dict[str, Any] = {"python": python, "checkpoints": str(folder)}
     try:
         check_checkpoints(folder)
         f["ckpt_files"] = len(list(folder.glob("*.ckpt")) + list(folder.glob("*.safetensors")))
     except Exception as exc:  # ModelError says what is wrong and what to run
         f["checkpoints_error"] = str(exc)
-    hub = Path(env.get("TORCH_HOME") or "~/.cache/torch").expanduser() / "hub"
     f["torch_hub"] = str(hub)
     entries = dino_hub_entries(folder) if "checkpoints_error" not in f else []
     f["dino"] = [(repo, model, _dino_file(hub, repo, model)) for repo, model in entries]
-    hf = Path(env.get("HF_HUB_CACHE") or Path(env.get("HF_HOME") or "~/.cache/huggingface")
-              / "hub").expanduser()
-    f["hf_hub"] = str(hf)
-    moge = sorted(hf.glob(f"models--{MOGE_REPO.replace('/', '--')}/snapshots/*/model.pt"))
-    f["moge"] = str(moge[0]) if moge else None
+    f["hf_hub"], f["hf_offline"] = str(hf), is_offline(env)
+    f["allow_low_vram"] = env.get("HUB3D_SAM3D_ALLOW_LOW_VRAM") == "1"  # the backend's test
+    moge = cached_file(hf, MOGE_REPO, "model.pt")  # as an offline hf_hub_download finds it
+    f["moge"] = str(moge) if moge else None
     f["probe"] = _probe(python) if python else {}
     return f
 
@@ -211,7 +251,9 @@ def _dino_file(hub: Path, repo: str, model: str) -> str | None:
 
 def gather(python: str = sys.executable, data_dir: Path | None = None) -> dict[str, Any]:
     """`python` is the serving kernel's; SAM-3D is probed under HUB3D_SAM3D_PYTHON."""
-    data = (data_dir or Path(os.environ.get("HUB3D_DATA_DIR", "~/hub3d-data"))).expanduser()
+    from hub3d.config import data_dir_from_env
+
+    data = data_dir_from_env(data_dir)
     return {"sam3d": gather_sam3d(dict(os.environ), data)}
 
 

@@ -1,23 +1,26 @@
 """Rows about SF3D in the kernel env: the Python and torch its code needs, every class its config
-names, the extensions, the cards (bf16, the torch's arch list), the caches it loads from."""
+names, the extensions, the cards (bf16, the torch's arch list); the files it loads are
+sf3d_weights.py's rows, looked up where `sf3d_files` says the server takes them from."""
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub3d.doctor.core import Row, first_file, probe_json
+from hub3d.doctor.core import Row, probe_json
+from hub3d.doctor.hf_cache import has_token, hub_cache, is_offline, transformers_cache
 from hub3d.doctor.machine import CU118, explain, parse_smi_query
+from hub3d.doctor.sf3d_weights import find_checkpoint, find_clip, find_dinov2, weights_rows
 
 PROBE = Path(__file__).with_name("sf3d_probe.py")
 RECIPE = "kernel_setup/setup_sf3d_kernel.sh"
 MIN_TORCH = (2, 4)  # sf3d/models/network.py: from torch.amp import custom_bwd, custom_fwd
 PYTHONS = ("3.10", "3.11")  # SF3D's pins (gpytoolbox 0.2.0, ...) have wheels for these only
+MIN_PYTHON = (3, 10)  # hub3d's own floor: the worker runs hub3d's code in this Python
 CPU_RAM_GB = 9  # peak RSS of one SF3D job on the CPU (full-size model, texture 1024)
-HF_MODELS = {"DINOv2": "facebook/dinov2-large", "CLIP": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
-_TRUE = ("1", "true", "yes", "on")
 
 
 def _version(v: str) -> tuple[int, ...]:
@@ -28,40 +31,69 @@ def _version(v: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _hf_homes(data: Path) -> list[Path]:
-    homes = [Path(os.environ["HF_HOME"])] if os.environ.get("HF_HOME") else []
-    return homes + [data / "weights" / "hf", Path("~/.cache/huggingface").expanduser()]
+@dataclass(frozen=True)
+class SF3DFiles:
+    """Where the SF3D server takes its files from."""
+
+    checkpoint: str  # a local folder, or a Hugging Face id
+    source: str  # which setting chose it, for the row
+    hf_cache: Path  # huggingface_hub's cache: a hub checkpoint, open_clip's files
+    transformers_cache: Path  # where transformers reads DINOv2 (the same unless legacy vars)
+    u2net: Path  # the background-removal model the server uses when present
+
+
+def sf3d_files(data_dir: Path) -> SF3DFiles:
+    """The one place doctor decides which checkpoint and caches the SF3D server uses (the model
+    catalog takes this over): HUB3D_SF3D_CHECKPOINT, else the folder `hub3d fetch-weights sf3d`
+    fills under the data dir when it holds a config.yaml, else the published hub id; the caches
+    as huggingface_hub and transformers compute them from this environment."""
+    from hub3d.models.sf3d import CONFIG_NAME, DEFAULT_CHECKPOINT
+
+    explicit = os.environ.get("HUB3D_SF3D_CHECKPOINT", "").strip()
+    fetched = data_dir / "weights" / "sf3d"
+    if explicit:
+        checkpoint, source = explicit, "HUB3D_SF3D_CHECKPOINT"
+    elif (fetched / CONFIG_NAME).is_file():
+        checkpoint, source = str(fetched), "fetched into the data dir"
+    else:
+        checkpoint, source = DEFAULT_CHECKPOINT, "the default"
+    # hub3d.imaging.background.rembg_model_path's rule (a test holds them equal); importing it
+    # would load OpenCV, which doctor does without
+    u2net = Path(os.environ.get("U2NET_HOME", "~/.u2net")).expanduser() / "u2net.onnx"
+    return SF3DFiles(checkpoint, source, hub_cache(os.environ), transformers_cache(os.environ),
+                     u2net)
 
 
 def gather(python: str = sys.executable, data_dir: Path | None = None) -> dict[str, Any]:
-    data = (data_dir or Path(os.environ.get("HUB3D_DATA_DIR", "~/hub3d-data"))).expanduser()
-    ckpt = Path(os.environ.get("HUB3D_SF3D_CHECKPOINT") or data / "weights" / "sf3d")
-    offline = (any(os.environ.get(k, "").lower() in _TRUE
-                   for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-               or "HF_HUB_OFFLINE=1" in _read(data / "offline.env"))
-    cached = {label: any((h / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots").is_dir()
-                         for h in _hf_homes(data)) for label, repo in HF_MODELS.items()}
+    from hub3d.config import data_dir_from_env
+
+    data = data_dir_from_env(data_dir)
+    return gather_sf3d(python, sf3d_files(data))
+
+
+def gather_sf3d(python: str, files: SF3DFiles) -> dict[str, Any]:
+    """The probe run in the kernel env on the config that will be loaded, and the files that
+    config names, looked up where the server will look."""
+    checkpoint = find_checkpoint(files.checkpoint, files.hf_cache)
+    probe = probe_json([python, str(PROBE), "--config", checkpoint.get("config") or ""])
+    w = probe.get("weights") or {}
+    deps = {} if "dinov2" not in w else {
+        "dinov2": find_dinov2(w["dinov2"], files.transformers_cache),
+        "clip": find_clip(w.get("clip") or {}, files.hf_cache)}
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         ram = None
-    config = ckpt / "config.yaml"
     return {
-        "sf3d": probe_json([python, str(PROBE)] + (["--config", str(config)]
-                                                    if config.is_file() else [])),
-        "rembg_model": first_file(
-            Path(os.environ.get("U2NET_HOME", "~/.u2net")).expanduser() / "u2net.onnx",
-            data / "weights" / "u2net" / "u2net.onnx"),
-        "sf3d_weights": first_file(ckpt / "model.safetensors"),
-        "hf_offline": offline, "hf_cached": cached, "ram_gb": ram,
+        "sf3d": probe,
+        "sf3d_files": {"checkpoint": files.checkpoint, "source": files.source,
+                       "hf_cache": str(files.hf_cache),
+                       "transformers_cache": str(files.transformers_cache),
+                       "offline": is_offline(os.environ), "token": has_token(os.environ)},
+        "sf3d_checkpoint": checkpoint, "sf3d_deps": deps,
+        "rembg_model": str(files.u2net) if files.u2net.is_file() else None,
+        "ram_gb": ram,
     }
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 
 def rows(f: dict[str, Any]) -> list[Row]:
@@ -69,12 +101,8 @@ def rows(f: dict[str, Any]) -> list[Row]:
     gpus = parse_smi_query(f.get("smi_query") or "")
     out: list[Row] = []
     py = s.get("python")
-    if py and ".".join(py.split(".")[:2]) not in PYTHONS:
-        out.append(Row("SF3D Python", "fail", f"{py}: SF3D's pins have no wheels for it",
-                       f"Rebuild the env on Python 3.11: {RECIPE} --python python3.11 (or "
-                       "--conda, which makes a Python 3.11 env)."))
-    elif py:
-        out.append(Row("SF3D Python", "ok", py))
+    if py:
+        out.append(_python_row(py))
     if "torch" in s and _version(s["torch"]) < MIN_TORCH:
         out.append(Row("torch for SF3D", "fail", f"{s['torch']}: SF3D's code needs torch >= 2.4 "
                        "(it imports custom_bwd, custom_fwd from torch.amp)",
@@ -82,16 +110,41 @@ def rows(f: dict[str, Any]) -> list[Row]:
     elif "torch" in s:
         out.append(Row("torch for SF3D", "ok", f"{s['torch']} (>= 2.4)"))
     if "cpp_extension" in s:
-        tools = f"setuptools {s.get('setuptools')}"
-        out.append(Row("extension build", "ok", f"{tools}, torch.utils.cpp_extension imports")
-                   if s["cpp_extension"] == "ok" else Row(
-                       "extension build", "fail", f"{tools}: {s['cpp_extension'][:160]}",
-                       "python -m pip install setuptools==69.5.1 wheel (what SF3D's README "
-                       f"pins for building its extensions), then rerun {RECIPE}."))
+        out.append(_build_row(s))
     out += _code_rows(s, gpus)
     out += _card_rows(s, gpus)
-    out += _cache_rows(f)
+    out += weights_rows(f)
+    out += _host_rows(f)
     return out
+
+
+def _python_row(py: str) -> Row:
+    version = _version(py)
+    if version < MIN_PYTHON:
+        return Row("SF3D Python", "fail", f"{py}: hub3d's worker needs Python >= 3.10",
+                   f"Rebuild the env on Python 3.11: {RECIPE} --python python3.11 (or --conda).")
+    if ".".join(map(str, version)) not in PYTHONS:
+        # SF3D's code runs there once its packages are in (gpytoolbox 0.3.8 has cp312 wheels);
+        # the rows below say whether they import
+        return Row("SF3D Python", "warn", f"{py}: the recipe builds 3.10 or 3.11 (SF3D's pins, "
+                   "gpytoolbox 0.2.0 among them, have wheels for those only)",
+                   "Nothing to do while the rows below are ok; to rebuild the env the recipe's "
+                   f"way: {RECIPE} --python python3.11 (or --conda).")
+    return Row("SF3D Python", "ok", py)
+
+
+def _build_row(s: dict[str, Any]) -> Row:
+    tools = f"setuptools {s.get('setuptools')}"
+    if s["cpp_extension"] == "ok":
+        return Row("extension build", "ok", f"{tools}, torch.utils.cpp_extension imports")
+    built = s.get("texture_baker") == "ok" and s.get("uv_unwrapper") == "ok"
+    # the built extensions load their own _C: cpp_extension matters only to build them again
+    return Row("extension build", "warn" if built else "fail",
+               f"{tools}: {s['cpp_extension'][:160]}"
+               + (" (texture_baker and uv_unwrapper are built: only a rebuild needs it)"
+                  if built else ""),
+               "python -m pip install setuptools==69.5.1 wheel (what SF3D's README pins for "
+               f"building its extensions), then rerun {RECIPE}.")
 
 
 def _code_rows(s: dict[str, Any], gpus: list[dict[str, Any]]) -> list[Row]:
@@ -165,17 +218,8 @@ def _runs_on(arch: list[str], major: int, minor: int) -> bool:
     return False
 
 
-def _cache_rows(f: dict[str, Any]) -> list[Row]:
+def _host_rows(f: dict[str, Any]) -> list[Row]:
     out = []
-    cached, offline = f.get("hf_cached") or {}, f.get("hf_offline")
-    missing = [f"{k} ({HF_MODELS[k]})" for k, v in cached.items() if not v]
-    if missing and offline:
-        out.append(Row("DINOv2 / CLIP cache", "fail", f"offline, not cached: {', '.join(missing)}",
-                       "SF3D builds both at load: run `hub3d fetch-weights sf3d` where there is "
-                       "internet (same data dir), or unset HF_HUB_OFFLINE."))
-    elif cached:
-        out.append(Row("DINOv2 / CLIP cache", "ok", "cached" if not missing else
-                       f"online; downloaded at the first load: {', '.join(missing)}"))
     if not f.get("smi"):
         ram = f.get("ram_gb")
         enough = ram is None or ram >= CPU_RAM_GB
@@ -184,12 +228,8 @@ def _cache_rows(f: dict[str, Any]) -> list[Row]:
                        f"~{CPU_RAM_GB} GB RAM" + (f" (this machine: {ram:.0f} GB)" if ram else ""),
                        "" if enough else f"Ask for a server with >= {CPU_RAM_GB} GB RAM, or a "
                        "GPU."))
-    for key, label, fix in (
-        ("rembg_model", "rembg model", "Optional (a weight-free cut-out is used otherwise): "
-         "hub3d fetch-weights sf3d"),
-        ("sf3d_weights", "SF3D weights", "hub3d fetch-weights sf3d (gated repo: accept the "
-         "licence on Hugging Face and set HF_TOKEN first)"),
-    ):
-        path = f.get(key)
-        out.append(Row(label, "ok", str(path)) if path else Row(label, "warn", "missing", fix))
+    path = f.get("rembg_model")
+    out.append(Row("rembg model", "ok", str(path)) if path else Row(
+        "rembg model", "warn", "missing", "Optional (a weight-free cut-out is used otherwise): "
+        "hub3d fetch-weights sf3d, then load the data dir's offline.env (it sets U2NET_HOME)."))
     return out
