@@ -5,6 +5,7 @@ of its own, served with no hub3d file touched."""
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from hub3d.models.files import FileSource, resolve_files
 from hub3d.models.sam3d_weights import WEIGHTS as SAM3D
 from hub3d.models.sf3d import WEIGHTS as SF3D
 from tests.gltf_check import assert_valid_glb
-from tests.servers import ServerProcess, wait_done
+from tests.servers import REPO, ServerProcess, wait_done
 from tests.test_sam3d_backend import make_checkpoints, make_venv, sam3d_env
 from tests.test_sf3d_backend import STANDINS, Standin, Start, make_checkpoint
 
@@ -133,6 +134,18 @@ PACKAGE = {
         [project.entry-points."hub3d.models"]
         hello = "hello3d:HelloBackend"
     """,
+    "hello3d/doctor.py": '''
+        """Doctor's rows for the hello backend."""
+        from hub3d.doctor.core import Row
+
+
+        def gather(python, data_dir):
+            return {"hello": "a box needs no weights"}
+
+
+        def rows(facts):
+            return [Row("hello backend", "ok", facts["hello"])]
+    ''',
     "hello3d/__init__.py": '''
         """A backend of its own: a unit box, coloured by the seed."""
         import trimesh
@@ -144,6 +157,7 @@ PACKAGE = {
         class HelloBackend(Backend):
             name = "hello"
             description = "a throwaway backend from its own package"
+            doctor_section = "hello3d.doctor"
 
             def run(self, job, report):
                 from hub3d.models.base import JobOutput
@@ -169,6 +183,11 @@ def test_a_backend_in_its_own_package_is_served_with_no_hub3d_file_touched(
                            "--target", str(site), str(pkg)], timeout=300, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
+    doctor = subprocess.run([sys.executable, "-m", "hub3d", "doctor", "--models", "hello"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{REPO}"})
+    assert "hello backend" in doctor.stdout and "a box needs no weights" in doctor.stdout
+    assert "SF3D weights" not in doctor.stdout  # only the models asked for
     srv = ServerProcess(tmp_path / "data", ["--models", "hello,inflate"],
                         env={"PYTHONPATH": str(site)})
     srv.start(60)

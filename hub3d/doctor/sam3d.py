@@ -207,15 +207,17 @@ class SAM3DFiles:
 
 
 def sam3d_files(env: dict[str, str], data_dir: Path) -> SAM3DFiles:
-    """The one place doctor decides where SAM-3D's files are (the model catalog takes this
-    over): HUB3D_SAM3D_CHECKPOINTS, else the checkout's checkpoints/hf, else the folder
-    `hub3d fetch-weights sam3d` fills; the caches as torch.hub and huggingface_hub find them."""
-    src = env.get("HUB3D_SAM3D_SRC", "").strip()
-    raw = env.get("HUB3D_SAM3D_CHECKPOINTS", "").strip()
-    folder = Path(raw or (Path(src) / "checkpoints" / "hf" if src else
-                          data_dir / "weights" / "sam3d" / "checkpoints")).expanduser()
-    hub = Path(env.get("TORCH_HOME") or "~/.cache/torch").expanduser() / "hub"
-    return SAM3DFiles(folder, hub, hub_cache(env))
+    """Where the SAM-3D server takes its files from: the model catalog's rule
+    (hub3d.models.files) for the checkpoints; the caches as torch.hub and huggingface_hub find
+    them in the environment its workers get."""
+    from hub3d.models.files import resolve_files
+    from hub3d.models.sam3d_weights import WEIGHTS
+
+    files = resolve_files(WEIGHTS, data_dir, env)
+    worker = {**env, **files.env}
+    folder = Path(files.checkpoint or data_dir / "weights" / WEIGHTS.checkpoint).expanduser()
+    hub = Path(worker.get("TORCH_HOME") or "~/.cache/torch").expanduser() / "hub"
+    return SAM3DFiles(folder, hub, hub_cache(worker))
 
 
 def gather_sam3d(env: dict[str, str], data_dir: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,28 +41,30 @@ class SF3DFiles:
     hf_cache: Path  # huggingface_hub's cache: a hub checkpoint, open_clip's files
     transformers_cache: Path  # where transformers reads DINOv2 (the same unless legacy vars)
     u2net: Path  # the background-removal model the server uses when present
+    offline: bool  # its workers run with HF_HUB_OFFLINE
+    token: bool  # and with a Hugging Face token
 
 
-def sf3d_files(data_dir: Path) -> SF3DFiles:
-    """The one place doctor decides which checkpoint and caches the SF3D server uses (the model
-    catalog takes this over): HUB3D_SF3D_CHECKPOINT, else the folder `hub3d fetch-weights sf3d`
-    fills under the data dir when it holds a config.yaml, else the published hub id; the caches
-    as huggingface_hub and transformers compute them from this environment."""
-    from hub3d.models.sf3d import CONFIG_NAME, DEFAULT_CHECKPOINT
+_SOURCES = {"setting": "HUB3D_SF3D_CHECKPOINT", "fetched": "fetched into the data dir",
+            "hub": "the default"}
 
-    explicit = os.environ.get("HUB3D_SF3D_CHECKPOINT", "").strip()
-    fetched = data_dir / "weights" / "sf3d"
-    if explicit:
-        checkpoint, source = explicit, "HUB3D_SF3D_CHECKPOINT"
-    elif (fetched / CONFIG_NAME).is_file():
-        checkpoint, source = str(fetched), "fetched into the data dir"
-    else:
-        checkpoint, source = DEFAULT_CHECKPOINT, "the default"
+
+def sf3d_files(data_dir: Path, environ: Mapping[str, str] | None = None) -> SF3DFiles:
+    """Which checkpoint and caches the SF3D server uses: the model catalog's rule
+    (hub3d.models.files), and the caches as huggingface_hub and transformers compute them from
+    the environment its workers get."""
+    from hub3d.models.files import resolve_files
+    from hub3d.models.sf3d import WEIGHTS
+
+    base = os.environ if environ is None else environ
+    files = resolve_files(WEIGHTS, data_dir, base)
+    env = {**base, **files.env}
     # hub3d.imaging.background.rembg_model_path's rule (a test holds them equal); importing it
     # would load OpenCV, which doctor does without
-    u2net = Path(os.environ.get("U2NET_HOME", "~/.u2net")).expanduser() / "u2net.onnx"
-    return SF3DFiles(checkpoint, source, hub_cache(os.environ), transformers_cache(os.environ),
-                     u2net)
+    u2net = Path(env.get("U2NET_HOME", "~/.u2net")).expanduser() / "u2net.onnx"
+    return SF3DFiles(files.checkpoint or WEIGHTS.default or "", _SOURCES.get(
+        files.source.value, files.source.value), hub_cache(env), transformers_cache(env), u2net,
+        is_offline(env), has_token(env))
 
 
 def gather(python: str = sys.executable, data_dir: Path | None = None) -> dict[str, Any]:
@@ -89,7 +92,7 @@ def gather_sf3d(python: str, files: SF3DFiles) -> dict[str, Any]:
         "sf3d_files": {"checkpoint": files.checkpoint, "source": files.source,
                        "hf_cache": str(files.hf_cache),
                        "transformers_cache": str(files.transformers_cache),
-                       "offline": is_offline(os.environ), "token": has_token(os.environ)},
+                       "offline": files.offline, "token": files.token},
         "sf3d_checkpoint": checkpoint, "sf3d_deps": deps,
         "rembg_model": str(files.u2net) if files.u2net.is_file() else None,
         "ram_gb": ram,
@@ -231,5 +234,5 @@ def _host_rows(f: dict[str, Any]) -> list[Row]:
     path = f.get("rembg_model")
     out.append(Row("rembg model", "ok", str(path)) if path else Row(
         "rembg model", "warn", "missing", "Optional (a weight-free cut-out is used otherwise): "
-        "hub3d fetch-weights sf3d, then load the data dir's offline.env (it sets U2NET_HOME)."))
+        "hub3d fetch-weights sf3d (it puts u2net under the data dir, where the server finds it)."))
     return out
