@@ -23,10 +23,11 @@ from hub3d.models.inflate import InflateParams
 from hub3d.models.inflate.method import inflate_image
 from tests.conftest import REPO
 
-__all__ = ["glb_parts", "glb_summary", "inflate_glb", "sf3d_like_glb", "uv_sphere"]
+__all__ = ["glb_parts", "glb_summary", "inflate_glb", "inflate_ply", "sample_photo",
+           "sf3d_like_glb", "uv_sphere"]
 
 
-def _photo(side: int) -> Image.Image:
+def sample_photo(side: int) -> Image.Image:
     return Image.open(REPO / "samples" / "tshirt.png").convert("RGB").resize((side, side))
 
 
@@ -34,7 +35,7 @@ def _photo(side: int) -> Image.Image:
 def inflate_glb(*, with_texture: bool = True, texture: int = 1024, side: int = 512) -> bytes:
     """The built-in backend's GLB for the sample photo (`side` px, texture up to `texture`)."""
     params = InflateParams(with_texture=with_texture, texture_resolution=texture)
-    return inflate_image(_photo(side), params).data
+    return inflate_image(sample_photo(side), params).data
 
 
 def uv_sphere(rows: int = 64, cols: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,6 +71,12 @@ def _textures(side: int) -> tuple[Image.Image, Image.Image]:
     bump = Image.fromarray(((normal * 0.5 + 0.5) * 255).astype(np.uint8)).convert("RGB")
     base.format = bump.format = "JPEG"  # as SF3D tags both
     return base, bump
+
+
+@functools.cache
+def inflate_ply(side: int = 256) -> bytes:
+    """The built-in backend's 3DGS splat PLY for the sample photo."""
+    return inflate_image(sample_photo(side), InflateParams(output_format="ply")).data
 
 
 @functools.cache

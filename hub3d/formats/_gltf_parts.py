@@ -31,7 +31,7 @@ def read_parts(path: Path) -> list[Part]:
     """Every triangle mesh instance of the GLB's scene; ValueError when there is none."""
     import trimesh
 
-    scene = trimesh.load(str(path), file_type="glb", force="scene", process=False)
+    scene: Any = trimesh.load(str(path), file_type="glb", force="scene", process=False)
     parts: list[Part] = []
     for node in scene.graph.nodes_geometry:
         matrix, geometry = scene.graph[node]

@@ -92,6 +92,9 @@ class _Materials:
     def __init__(self, stage: Any, folder: Path) -> None:
         self.stage, self.folder = stage, folder
         self.files: dict[int, str] = {}  # id(PIL image) → its path inside the package
+        self.path: Any = None  # the material being written, its surface and its st reader
+        self.surface: Any = None
+        self.st: Any = None
 
     def bind(self, prim: Any, part: Part, name: str) -> None:
         from pxr import Sdf, UsdShade

@@ -33,14 +33,16 @@ _TRIANGLES = 4
 
 def check(path: Path) -> None:
     """Raise ValueError unless `path` is a structurally sound GLB (header, chunks, views)."""
-    glb = read_glb(Path(path).read_bytes())
-    gltf = glb.gltf
+    gltf = read_glb(Path(path).read_bytes()).gltf
     if not gltf.get("meshes"):
         raise ValueError("the GLB holds no mesh")
-    for i, view in enumerate(gltf.get("bufferViews", [])):
-        buffer = gltf["buffers"][view.get("buffer", 0)]
-        if view.get("byteOffset", 0) + view["byteLength"] > buffer["byteLength"]:
-            raise ValueError(f"buffer view {i} runs past the end of its buffer")
+    try:
+        for i, view in enumerate(gltf.get("bufferViews", [])):
+            buffer = gltf["buffers"][view.get("buffer", 0)]
+            if view.get("byteOffset", 0) + view["byteLength"] > buffer["byteLength"]:
+                raise ValueError(f"buffer view {i} runs past the end of its buffer")
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"the GLB's JSON is malformed ({type(exc).__name__}: {exc})") from None
 
 
 FORMAT = Format(

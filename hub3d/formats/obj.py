@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from hub3d.formats._format import Format
-from hub3d.formats._images import encode_like_source
 
 __all__ = ["FORMAT", "MODEL", "check", "convert"]
 
@@ -51,10 +50,13 @@ def _scene(source: Path) -> tuple[Any, dict[str, Any]]:
 def convert(source: Path, target: Path) -> None:
     from trimesh.exchange.obj import export_obj
 
+    from hub3d.formats._images import encode_like_source
+
     scene, images = _scene(source)
+    # 6 decimals: a micrometre on models measured in metres, and a third faster than 8.
     text, files = export_obj(scene, include_normals=True, include_color=True,
-                             include_texture=True, return_texture=True, mtl_name=MTL)
-    with zipfile.ZipFile(target, "w") as zf:
+                             include_texture=True, return_texture=True, mtl_name=MTL, digits=6)
+    with zipfile.ZipFile(target, "w", compresslevel=3) as zf:  # 6 is 3x slower for 8% less
         zf.writestr(MODEL, text, compress_type=zipfile.ZIP_DEFLATED)
         for name, data in sorted(files.items()):
             if name.lower().endswith(_IMAGES):  # already compressed: stored as they are
@@ -90,7 +92,7 @@ def check(path: Path) -> None:
             if line.startswith("map_") and line.split()[-1] not in files:
                 raise ValueError(f"{mtl} names the texture {line.split()[-1]}, which the zip"
                                  " lacks")
-    loaded = trimesh.load(str(path), file_type="zip", force="scene", process=False)
+    loaded: Any = trimesh.load(str(path), file_type="zip", force="scene", process=False)
     if not any(len(getattr(g, "faces", ())) for g in loaded.geometry.values()):
         raise ValueError(f"{MODEL} holds no triangles")
 
