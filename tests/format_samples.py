@@ -55,7 +55,10 @@ def uv_sphere(rows: int = 64, cols: int = 128) -> tuple[np.ndarray, np.ndarray, 
     upper = np.stack([a, b, d], -1)[1:]  # row 0's upper triangle would be degenerate
     lower = np.stack([b, c, d], -1)[:-1]
     faces = np.concatenate([upper.reshape(-1, 3), lower.reshape(-1, 3)])
-    return vertices.reshape(-1, 3), faces, uv.reshape(-1, 2)
+    used = np.unique(faces)  # each pole row has one vertex more than it has triangles
+    remap = np.zeros((rows + 1) * (cols + 1), np.int64)
+    remap[used] = np.arange(len(used))
+    return vertices.reshape(-1, 3)[used], remap[faces], uv.reshape(-1, 2)[used]
 
 
 def _textures(side: int) -> tuple[Image.Image, Image.Image]:

@@ -19,7 +19,13 @@ from PIL import Image
 
 from hub3d.formats import convert_beside
 from hub3d.formats.glb import compute_tangents, with_tangents
-from tests.format_samples import glb_parts, glb_summary, inflate_glb, sf3d_like_glb
+from tests.format_samples import (
+    glb_parts,
+    glb_summary,
+    inflate_glb,
+    sf3d_like_glb,
+    uv_sphere,
+)
 from tests.gltf_check import assert_valid_glb
 
 pxr = pytest.importorskip("pxr", reason="usd-core is part of hub3d[server]")
@@ -30,6 +36,7 @@ SAMPLES: dict[str, Callable[[], bytes]] = {
     "inflate_textured": lambda: inflate_glb(),
     "inflate_vertex_colours": lambda: inflate_glb(with_texture=False),
     "sf3d_like": lambda: sf3d_like_glb(),
+    "sf3d_like_with_tangents": lambda: with_tangents(sf3d_like_glb()),  # what SF3D will serve
 }
 TANGENT_WARNING = "MESH_PRIMITIVE_GENERATED_TANGENT_SPACE"
 
@@ -87,6 +94,66 @@ def test_usdz_passes_arkit_checker_and_keeps_the_mesh(tmp_path: Path, sample: st
         view = gltf["bufferViews"][acc["bufferView"]]
         rgba = np.frombuffer(blob, np.uint8, acc["count"] * 4, view.get("byteOffset", 0))
         np.testing.assert_allclose(colors, rgba.reshape(-1, 4)[:, :3] / 255.0, atol=1e-6)
+
+
+def test_usdz_applies_node_transforms_to_every_mesh(tmp_path: Path) -> None:
+    vertices, faces, _ = uv_sphere(8, 16)
+    scene = trimesh.Scene()
+    moved = trimesh.transformations.translation_matrix([2.0, 0.0, 0.0])
+    mirrored = np.diag([-1.0, 2.0, 1.0, 1.0])  # a mirroring scale turns the winding round
+    scene.add_geometry(trimesh.Trimesh(vertices, faces, process=False), transform=moved)
+    scene.add_geometry(trimesh.Trimesh(vertices, faces, process=False), transform=mirrored)
+    source = tmp_path / "result.glb"
+    source.write_bytes(trimesh.exchange.gltf.export_glb(scene, include_normals=True))
+    usdz = convert_beside(source, "usdz")
+    assert _arkit_findings(usdz) == []
+    stage = Usd.Stage.Open(str(usdz))
+    meshes = [UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh)]
+    bounds = sorted((np.asarray(m.GetPointsAttr().Get()).min(0).round(3).tolist(),
+                     np.asarray(m.GetPointsAttr().Get()).max(0).round(3).tolist())
+                    for m in meshes)
+    assert bounds == [([-1.0, -2.0, -1.0], [1.0, 2.0, 1.0]), ([1.0, -1.0, -1.0], [3.0, 1.0, 1.0])]
+    for mesh in meshes:  # normals fit the moved surface, and its winding faces them outwards
+        points = np.asarray(mesh.GetPointsAttr().Get(), np.float64)
+        tri = np.asarray(mesh.GetFaceVertexIndicesAttr().Get()).reshape(-1, 3)
+        normals = np.asarray(mesh.GetNormalsAttr().Get())
+        from_winding = trimesh.Trimesh(points, tri, process=False).vertex_normals
+        assert np.sum(normals * from_winding, axis=1).min() > 0.9
+
+
+def test_usdz_maps_the_whole_gltf_material(tmp_path: Path) -> None:
+    vertices, faces, uv = uv_sphere(8, 16)
+    image = Image.new("RGBA", (64, 32), (200, 100, 50, 128))
+    orm = Image.new("RGB", (32, 32), (255, 128, 64))
+    material = trimesh.visual.material.PBRMaterial(
+        baseColorTexture=image, baseColorFactor=[255, 255, 255, 200], metallicFactor=0.5,
+        roughnessFactor=0.25, metallicRoughnessTexture=orm, occlusionTexture=orm,
+        emissiveTexture=orm, emissiveFactor=[1.0, 0.5, 0.0], alphaMode="BLEND", doubleSided=True)
+    mesh = trimesh.Trimesh(vertices, faces, process=False,
+                           visual=trimesh.visual.TextureVisuals(uv=uv, material=material))
+    source = tmp_path / "result.glb"
+    source.write_bytes(trimesh.exchange.gltf.export_glb(trimesh.Scene(mesh)))
+    usdz = convert_beside(source, "usdz")
+    assert _arkit_findings(usdz) == []
+    stage = Usd.Stage.Open(str(usdz))
+    surface = next(UsdShade.Shader(p) for p in stage.Traverse() if p.GetName() == "PreviewSurface")
+    wiring = {i.GetBaseName(): (i.GetConnectedSource()[0].GetPrim().GetName(),
+                                i.GetConnectedSource()[1])
+              for i in surface.GetInputs() if i.HasConnectedSource()}
+    assert wiring == {"diffuseColor": ("baseColorTexture", "rgb"),
+                      "opacity": ("baseColorTexture", "a"),
+                      "roughness": ("metallicRoughnessTexture", "g"),
+                      "metallic": ("metallicRoughnessTexture", "b"),
+                      "occlusion": ("occlusionTexture", "r"),
+                      "emissiveColor": ("emissiveTexture", "rgb")}
+    scale = _shader_input(stage, "metallicRoughnessTexture", "scale")
+    np.testing.assert_allclose(tuple(scale), (1.0, 0.25, 0.5, 1.0))
+    np.testing.assert_allclose(tuple(_shader_input(stage, "baseColorTexture", "scale")),
+                               (1.0, 1.0, 1.0, 200 / 255), atol=1e-6)
+    np.testing.assert_allclose(tuple(_shader_input(stage, "emissiveTexture", "scale")),
+                               (1.0, 0.5, 0.0, 1.0))
+    (geom,) = [UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh)]
+    assert geom.GetDoubleSidedAttr().Get() is True
 
 
 def test_usdz_carries_sf3d_normal_map_and_factors(tmp_path: Path) -> None:
