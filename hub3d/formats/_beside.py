@@ -70,7 +70,7 @@ def convert_beside(source: Path, target_format: str, *, source_format: str | Non
     if reason:
         raise FormatUnavailable(reason)
     target = target_path(source, fmt.name, src.name)
-    with _locked(target):
+    with _locked(target.absolute()):  # one key per file, however the caller spelt its path
         if target.is_file():
             return target
         _make(source, src, target, fmt)
