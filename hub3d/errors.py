@@ -5,12 +5,16 @@
     │   ├── ImageTooLarge   413
     │   └── UnsupportedMedia 415
     ├── InvalidParams       422  parameters a backend refuses
+    │   ├── UnknownFormat   422  an output format hub3d does not know
+    │   └── FormatNotOffered 422 a known format that cannot be made from this result
     ├── Unauthorized        401
     ├── JobNotFound         404
     ├── UnknownModel        404
     ├── JobNotReady         409
     ├── QueueFull           429  (retry_after seconds)
     ├── ModelUnavailable    503
+    ├── ConversionFailed    500  a finished result could not be converted to another format
+    │   └── FormatUnavailable 503  the library that writes the format is not installed
     └── ModelError               raised inside a worker; ends the job "failed", never an HTTP 5xx
         ├── BadInput             the image or parameters cannot be processed
         ├── NoObjectDetected
@@ -26,7 +30,10 @@ from enum import Enum
 
 __all__ = [
     "BadInput",
+    "ConversionFailed",
     "ErrorCode",
+    "FormatNotOffered",
+    "FormatUnavailable",
     "Hub3DError",
     "ImageTooLarge",
     "InvalidInput",
@@ -39,6 +46,7 @@ __all__ = [
     "OutOfMemory",
     "QueueFull",
     "Unauthorized",
+    "UnknownFormat",
     "UnknownModel",
     "UnsupportedMedia",
 ]
@@ -114,6 +122,14 @@ class InvalidParams(Hub3DError):
     code = "invalid_parameters"
 
 
+class UnknownFormat(InvalidParams):
+    code = "unknown_format"
+
+
+class FormatNotOffered(InvalidParams):
+    code = "format_not_offered"
+
+
 class Unauthorized(Hub3DError):
     status_code = 401
     code = "unauthorized"
@@ -151,6 +167,18 @@ class QueueFull(Hub3DError):
 class ModelUnavailable(Hub3DError):
     status_code = 503
     code = "model_unavailable"
+
+
+class ConversionFailed(Hub3DError):
+    """Converting a finished result failed; the result itself is untouched and still served."""
+
+    status_code = 500
+    code = "conversion_failed"
+
+
+class FormatUnavailable(ConversionFailed):
+    status_code = 503
+    code = "format_unavailable"
 
 
 class ModelError(Hub3DError):

@@ -16,9 +16,12 @@ from typing import Any
 __all__ = ["atomic_write_bytes", "atomic_write_json", "disk_full", "temp_path_for"]
 
 
-def temp_path_for(path: Path) -> Path:
-    """A unique sibling name to write into before `os.replace(tmp, path)`."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def temp_path_for(path: Path, suffix: str = ".tmp") -> Path:
+    """A unique sibling name to write into before `os.replace(tmp, path)`.
+
+    `suffix`: for writers that choose the file format by the name's ending (USD, trimesh).
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     return Path(name)
 
