@@ -61,11 +61,24 @@ def _paths(data_dir: Path) -> dict[str, Path]:
 
 
 def _refusal(exc: BaseException, repo_id: str, model: str) -> str | None:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (401, 403) or type(exc).__name__ == "GatedRepoError":
+    # 0.23's hf_hub_download wraps a refused HEAD in LocalEntryNotFoundError: read the chain
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    response = next((r for e in chain if (r := getattr(e, "response", None)) is not None
+                     and getattr(r, "status_code", None) is not None), None)
+    status = response.status_code if response is not None else None
+    said = response.headers.get("X-Error-Message", "") if response is not None else ""
+    again = f"`hub3d fetch-weights {model} --token hf_…` (or set HF_TOKEN)."
+    if status == 401 and said == "Invalid credentials in Authorization header":
+        return (f"Hugging Face does not know the token (HTTP 401: {said}): copy a read token "
+                f"from https://huggingface.co/settings/tokens, then {again}")
+    if status in (401, 403) or any(type(e).__name__ == "GatedRepoError" for e in chain):
         return (f"Hugging Face refused {repo_id} (HTTP {status or 'gated'}): accept the licence "
                 f"at https://huggingface.co/{repo_id} with your account, then pass a token: "
-                f"`hub3d fetch-weights {model} --token hf_…` (or set HF_TOKEN).")
+                f"{again}")
     return None
 
 
@@ -143,18 +156,23 @@ def _dino_nodes(node: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _fetch_torch_hub(repo: str, model: str, torch_home: Path) -> str:
+def _fetch_torch_hub(repo: str, model: str, torch_home: Path) -> tuple[bool, str]:
     """Fill TORCH_HOME in SAM-3D's own environment (torch lives there, maybe not here)."""
-    python = os.environ.get("HUB3D_SAM3D_PYTHON", "").strip() or sys.executable
+    configured = os.environ.get("HUB3D_SAM3D_PYTHON", "").strip()
+    python = configured or sys.executable
     code = f"import torch; torch.hub.load({repo!r}, {model!r}, verbose=False)"
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
     done = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True,
                           check=False)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return (f"DINOv2 via torch.hub was NOT fetched ({tail}). Run this with the SAM-3D "
-                f"environment's python: TORCH_HOME={torch_home} {python} -c \"{code}\"")
-    return f"DINOv2 ({repo}:{model}) cached in {torch_home}"
+    if done.returncode == 0:
+        return True, f"DINOv2 ({repo}:{model}) cached in {torch_home}"
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    which = "HUB3D_SAM3D_PYTHON" if configured else "this python; HUB3D_SAM3D_PYTHON is not set"
+    why = "has no torch" if "No module named 'torch'" in tail else f"failed: {tail}"
+    return False, (f"DINOv2 ({repo}:{model}) was NOT cached: {python} ({which}) {why}. Point "
+                   "HUB3D_SAM3D_PYTHON at the SAM-3D env's python (kernel_setup/"
+                   "setup_sam3d_env.sh makes it) and run `hub3d fetch-weights sam3d` again, or "
+                   f"run with that python: TORCH_HOME={torch_home} <its python> -c \"{code}\"")
 
 
 def write_offline_env(data_dir: Path, settings: dict[str, str]) -> Path:
@@ -181,6 +199,7 @@ def fetch_weights(model: str, data_dir: Path, token: str | None) -> list[str]:
     paths = _paths(data_dir)
     cache = paths["HF_HOME"] / "hub"
     done: list[str] = []
+    missing: list[str] = []  # what could not be cached: the command then fails
     skip = {"weights"} if model == "sf3d" else {"weights", "U2NET_HOME"}
     settings = {"HF_HUB_OFFLINE": "1", **{k: str(v) for k, v in paths.items() if k not in skip}}
     for item in PLANS[model]:
@@ -200,10 +219,17 @@ def fetch_weights(model: str, data_dir: Path, token: str | None) -> list[str]:
         if not entries:
             done.append(f"no {DINO_TARGET} in {checkpoints}/*.yaml: nothing to fetch through "
                         "torch.hub")
-        done += [_fetch_torch_hub(repo, name, paths["TORCH_HOME"]) for repo, name in entries]
+        for repo, name in entries:
+            cached, line = _fetch_torch_hub(repo, name, paths["TORCH_HOME"])
+            done.append(line)
+            if not cached:
+                missing.append(f"DINOv2 ({repo}:{name})")
     if model == "sf3d":  # the SAM-3D env has no rembg: its workers never read u2net
         done.append(f"u2net → {_fetch_u2net(paths['U2NET_HOME'])}")
     done.append(f"settings → {write_offline_env(data_dir, settings)}")
+    if missing:
+        done.append(f"NOT complete: {', '.join(missing)} is missing; {model} cannot load "
+                    "offline until it is cached (see above).")
     return done
 
 
@@ -217,8 +243,12 @@ def _command(args: argparse.Namespace) -> int:
     except (FetchError, ModelError) as exc:
         print(f"hub3d fetch-weights: error: {exc}", file=sys.stderr)
         return 1
-    for line in lines:
+    complete = not lines[-1].startswith("NOT complete")
+    for line in lines if complete else lines[:-1]:
         print(line)
+    if not complete:
+        print(f"hub3d fetch-weights: error: {lines[-1]}", file=sys.stderr)
+        return 1
     print(json.dumps({"offline_env": str(data_dir / "offline.env")}))
     print(f"Offline from now on: set -a; . {data_dir / 'offline.env'}; set +a; "
           f"hub3d serve --data-dir {data_dir} --models {args.model}")
