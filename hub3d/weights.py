@@ -21,12 +21,14 @@ from hub3d.models.files import (
     CACHE_DIRS,
     Fetched,
     HubFiles,
+    StepDone,
     WeightsSpec,
     resolve_files,
     weights_dir,
 )
 
-__all__ = ["FetchError", "fetch_weights", "register", "u2net_step", "write_offline_env"]
+__all__ = ["FetchError", "FetchIncomplete", "fetch_weights", "register", "u2net_step",
+           "write_offline_env"]
 
 U2NET_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"
 
@@ -35,12 +37,33 @@ class FetchError(Exception):
     """A download that cannot go on; the message says what to do."""
 
 
+class FetchIncomplete(FetchError):
+    """Everything else was fetched (and kept); `done` says what, the message what is not."""
+
+    def __init__(self, done: list[str], message: str) -> None:
+        super().__init__(message)
+        self.done = done
+
+
 def _refusal(exc: BaseException, repo_id: str, model: str) -> str | None:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (401, 403) or type(exc).__name__ == "GatedRepoError":
+    # 0.23's hf_hub_download wraps a refused HEAD in LocalEntryNotFoundError: read the chain
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    response = next((r for e in chain if (r := getattr(e, "response", None)) is not None
+                     and getattr(r, "status_code", None) is not None), None)
+    status = response.status_code if response is not None else None
+    said = response.headers.get("X-Error-Message", "") if response is not None else ""
+    again = f"`hub3d fetch-weights {model} --token hf_…` (or set HF_TOKEN)."
+    if status == 401 and said == "Invalid credentials in Authorization header":
+        return (f"Hugging Face does not know the token (HTTP 401: {said}): copy a read token "
+                f"from https://huggingface.co/settings/tokens, then {again}")
+    if status in (401, 403) or any(type(e).__name__ == "GatedRepoError" for e in chain):
         return (f"Hugging Face refused {repo_id} (HTTP {status or 'gated'}): accept the licence "
                 f"at https://huggingface.co/{repo_id} with your account, then pass a token: "
-                f"`hub3d fetch-weights {model} --token hf_…` (or set HF_TOKEN).")
+                f"{again}")
     return None
 
 
@@ -69,7 +92,7 @@ def _hub_download(item: HubFiles, model: str, weights: Path, cache: Path,
                          "finished files are kept.") from exc
 
 
-def u2net_step(fetched: Fetched) -> str:
+def u2net_step(fetched: Fetched) -> StepDone:
     """A fetch step: rembg's u2net model (background removal) into weights/u2net."""
     import requests
 
@@ -79,7 +102,7 @@ def u2net_step(fetched: Fetched) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "u2net.onnx"
     if target.is_file() and target.stat().st_size > 0:
-        return f"u2net → {target} (already there)"
+        return StepDone(f"u2net → {target} (already there)")
     url = os.environ.get("HUB3D_U2NET_URL", U2NET_URL)
     tmp = temp_path_for(target)
     try:
@@ -94,7 +117,7 @@ def u2net_step(fetched: Fetched) -> str:
             from exc
     finally:
         tmp.unlink(missing_ok=True)
-    return f"u2net → {target}"
+    return StepDone(f"u2net → {target}")
 
 
 def write_offline_env(data_dir: Path, settings: dict[str, str]) -> Path:
@@ -149,10 +172,16 @@ def fetch_weights(model: str, data_dir: Path, token: str | None) -> list[str]:
     files = resolve_files(spec, data_dir, {})
     if files.checkpoint is None:
         raise FetchError(f"nothing usable was fetched into {weights / spec.checkpoint}")
-    fetched = Fetched(data_dir, Path(files.checkpoint), entry.python, {**os.environ, **files.env})
-    done += [step(fetched) for step in spec.steps]
+    fetched = Fetched(data_dir, Path(files.checkpoint), entry.python, entry.python_from,
+                      {**os.environ, **files.env})
+    steps = [step(fetched) for step in spec.steps]
+    done += [s.line for s in steps]
     files = resolve_files(spec, data_dir, {})  # the steps may have added a cache
     done.append(f"settings → {write_offline_env(data_dir, files.env)}")
+    missing = [s.missing for s in steps if s.missing]
+    if missing:
+        raise FetchIncomplete(done, f"NOT complete: {', '.join(missing)} is missing; {model} "
+                                    "cannot load offline until it is cached (see above).")
     return done
 
 
@@ -163,15 +192,20 @@ def _command(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("HF_TOKEN") or None
     try:
         lines = fetch_weights(args.model, data_dir, token)
+    except FetchIncomplete as exc:
+        print("\n".join(exc.done))
+        print(f"hub3d fetch-weights: error: {exc}", file=sys.stderr)
+        return 1
     except (FetchError, ModelError) as exc:
         print(f"hub3d fetch-weights: error: {exc}", file=sys.stderr)
         return 1
     for line in lines:
         print(line)
     print(json.dumps({"offline_env": str(data_dir / "offline.env")}))
-    print(f"The server, the notebook and doctor find these files from the data dir: "
+    print(f"The server, the notebook and doctor find these files from the data dir alone: "
           f"hub3d serve --data-dir {data_dir} --models {args.model} (or DATA_DIR in the "
-          "notebook) runs offline.")
+          "notebook) runs offline. A shell that wants the settings explicit: "
+          f"set -a; . {data_dir / 'offline.env'}; set +a")
     return 0
 
 

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 __all__ = ["CACHE_DIRS", "FetchStep", "Fetched", "FileSource", "HubFiles", "ModelFiles",
-           "WeightsSpec", "missing_files", "resolve_files", "weights_dir"]
+           "StepDone", "WeightsSpec", "missing_files", "resolve_files", "weights_dir"]
 
 # The caches a model's load may read, and their folder under <data dir>/weights/.
 CACHE_DIRS = {"HF_HOME": "hf", "TORCH_HOME": "torch", "U2NET_HOME": "u2net"}
@@ -39,11 +39,20 @@ class Fetched:
     data_dir: Path
     checkpoint: Path  # the fetched checkpoint folder
     python: str  # the Python the model's workers run
+    python_from: str  # the setting that chose it
     env: Mapping[str, str]  # their environment
 
 
-# One more step after the hub files (check the checkpoint, u2net, torch.hub): one line each.
-FetchStep = Callable[[Fetched], str]
+@dataclass(frozen=True)
+class StepDone:
+    """What a fetch step did; `missing`: what it could not fetch (the command then fails)."""
+
+    line: str
+    missing: str | None = None
+
+
+# One more step after the hub files (check the checkpoint, u2net, torch.hub).
+FetchStep = Callable[[Fetched], StepDone]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from hub3d.models.files import CACHE_DIRS, Fetched, HubFiles, WeightsSpec, weights_dir
+from hub3d.models.files import CACHE_DIRS, Fetched, HubFiles, StepDone, WeightsSpec, weights_dir
 
 __all__ = ["DINO_DEFAULTS", "DINO_TARGET", "WEIGHTS", "dino_hub_entries"]
 
@@ -44,33 +44,38 @@ def _dino_nodes(node: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _check_fetched(fetched: Fetched) -> str:
+def _check_fetched(fetched: Fetched) -> StepDone:
     from hub3d.models.sam3d_env import check_checkpoints
 
-    return f"checkpoints {check_checkpoints(fetched.checkpoint).parent} are complete"
+    return StepDone(f"checkpoints {check_checkpoints(fetched.checkpoint).parent} are complete")
 
 
-def _torch_hub(fetched: Fetched) -> str:
+def _torch_hub(fetched: Fetched) -> StepDone:
     """Fill TORCH_HOME in SAM-3D's own environment (torch lives there, maybe not here)."""
     entries = dino_hub_entries(fetched.checkpoint)
     if not entries:
-        return (f"no {DINO_TARGET} in {fetched.checkpoint}/*.yaml: nothing to fetch through "
-                "torch.hub")
+        return StepDone(f"no {DINO_TARGET} in {fetched.checkpoint}/*.yaml: nothing to fetch "
+                        "through torch.hub")
     torch_home = weights_dir(fetched.data_dir) / CACHE_DIRS["TORCH_HOME"]
-    lines = []
+    lines, missing = [], []
     for repo, model in entries:
         code = f"import torch; torch.hub.load({repo!r}, {model!r}, verbose=False)"
         env = {**fetched.env, "TORCH_HOME": str(torch_home)}
         done = subprocess.run([fetched.python, "-c", code], env=env, capture_output=True,
                               text=True, check=False)
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            lines.append(f"DINOv2 via torch.hub was NOT fetched ({tail}). Run this with the "
-                         f"SAM-3D environment's python: TORCH_HOME={torch_home} "
-                         f"{fetched.python} -c \"{code}\"")
-        else:
+        if done.returncode == 0:
             lines.append(f"DINOv2 ({repo}:{model}) cached in {torch_home}")
-    return "\n".join(lines)
+            continue
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        which = (fetched.python_from if fetched.python_from.startswith("HUB3D_") else
+                 "this python; HUB3D_SAM3D_PYTHON is not set")
+        why = "has no torch" if "No module named 'torch'" in tail else f"failed: {tail}"
+        lines.append(f"DINOv2 ({repo}:{model}) was NOT cached: {fetched.python} ({which}) {why}."
+                     " Point HUB3D_SAM3D_PYTHON at the SAM-3D env's python (kernel_setup/"
+                     "setup_sam3d_env.sh makes it) and run `hub3d fetch-weights sam3d` again, or "
+                     f"run with that python: TORCH_HOME={torch_home} <its python> -c \"{code}\"")
+        missing.append(f"DINOv2 ({repo}:{model})")
+    return StepDone("\n".join(lines), ", ".join(missing) or None)
 
 
 WEIGHTS = WeightsSpec(

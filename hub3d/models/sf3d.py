@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from hub3d.errors import ModelError, NoObjectDetected
 from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
-from hub3d.models.files import Fetched, HubFiles, WeightsSpec
+from hub3d.models.files import Fetched, HubFiles, StepDone, WeightsSpec
 from hub3d.models.upstream import (
     add_source_tree,
     hub_error_message,
@@ -117,11 +117,11 @@ def _check_config(config: Path) -> None:
         raise ModelError(f"{config} is not an SF3D config (a YAML mapping); download it again.")
 
 
-def _check_fetched(fetched: Fetched) -> str:
-    return f"checkpoint {check_checkpoint(str(fetched.checkpoint))} is complete"
+def _check_fetched(fetched: Fetched) -> StepDone:
+    return StepDone(f"checkpoint {check_checkpoint(str(fetched.checkpoint))} is complete")
 
 
-def _u2net(fetched: Fetched) -> str:
+def _u2net(fetched: Fetched) -> StepDone:
     from hub3d.weights import u2net_step
 
     return u2net_step(fetched)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.upstream.sf3d_data import FULL_RESOLUTION, REPO, SF3D_ARCHIVE, extract_sf3d, write_tets
+from tests.upstream.sf3d_model import build_model
 
 RECIPE = REPO / "kernel_setup" / "setup_sf3d_kernel.sh"
 REUSE_ENV = os.environ.get("HUB3D_TEST_SF3D_ENV")  # read before any test's env cleaning
@@ -90,3 +91,10 @@ def sf3d_env(sf3d_recipe: RecipeRun) -> Path:
     """The Python of an SF3D env the recipe built (--cpu): torch, SF3D's pins, both extensions
     built without CUDA, hub3d installed editable from this checkout."""
     return sf3d_recipe.python
+
+
+@pytest.fixture(scope="session")
+def model_dir(sf3d_env: Path, sf3d_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reduced SF3D checkpoint with random weights (sf3d_model.py), built once a session."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return build_model(sf3d_env, sf3d_src, tmp_path_factory.mktemp("sf3d-model"), env)

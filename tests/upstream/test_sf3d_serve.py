@@ -27,7 +27,7 @@ from PIL import Image
 from tests.client_helpers import load_client
 from tests.gltf_check import assert_valid_glb
 from tests.servers import ServerProcess, wait_done
-from tests.upstream.sf3d_model import build_model, count_full
+from tests.upstream.sf3d_model import count_full
 
 pytestmark = pytest.mark.upstream
 
@@ -43,12 +43,6 @@ def _worker_env(python: Path | str, src: Path, checkpoint: Path,
             "HUB3D_SF3D_CHECKPOINT": str(checkpoint), "HF_HUB_OFFLINE": "1",
             "HF_HOME": str(tmp / "hf"), "U2NET_HOME": str(tmp / "u2net"),
             "OMP_NUM_THREADS": "2"}
-
-
-@pytest.fixture(scope="module")
-def model_dir(sf3d_env: Path, sf3d_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return build_model(sf3d_env, sf3d_src, tmp_path_factory.mktemp("sf3d-model"), env)
 
 
 def _serve(tmp: Path, models: str, env: dict[str, str]) -> ServerProcess:
