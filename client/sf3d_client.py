@@ -85,6 +85,9 @@ KIND_ADVICE = {"input": "send another image, or other parameters",
                "retry": "retry later", "bug": "a server-side bug: report it with the job id",
                "canceled": "it was canceled"}
 EXIT_STATUS = {"input": 3, "retry": 4, "bug": 5, "canceled": 6}
+# A result's file ending by its media type, for a server that does not list its formats.
+SUFFIXES = {"model/gltf-binary": ".glb", "application/octet-stream": ".ply",
+            "model/vnd.usdz+zip": ".usdz", "application/zip": ".obj.zip"}
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -285,6 +288,11 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def metadata_path_for(output: Path) -> Path:
+    """photo.glb → photo.metadata.json (photo.obj.zip too: the whole ending goes)."""
+    name = output.name
+    for suffix in sorted(SUFFIXES.values(), key=len, reverse=True):
+        if name.endswith(suffix):
+            return output.with_name(f"{name[:-len(suffix)]}.metadata.json")
     return output.with_name(f"{output.stem}.metadata.json")
 
 
@@ -341,6 +349,7 @@ class SF3DClient:
         self.use_events, self.poll_interval = use_events, poll_interval
         self._active: set[str] = set()  # jobs this client waits on, for cancel_active()
         self._lock = threading.Lock()
+        self._formats: dict[str, dict[str, dict[str, Any]] | None] = {}  # model → name → info
         self._waiting = False
         self.notify: Callable[[str], None] | None = None  # told when it waits and resumes
         self.headers = {"ngrok-skip-browser-warning": "1",
@@ -508,6 +517,30 @@ class SF3DClient:
     def models(self) -> list[dict[str, Any]]:
         body = self._request("GET", "/models").json()
         return list(body.get("models", body) if isinstance(body, dict) else body)
+
+    def formats(self, model: str | None = None) -> dict[str, dict[str, Any]] | None:
+        """The output formats the server offers for `model` (default: its default model),
+        name → {suffix, media_type, description, native}; None from a server that does not
+        list them. Asked once per model."""
+        key = model or ""
+        if key not in self._formats:
+            found = [m for m in self.models() if (m.get("name") == model if model
+                                                  else m.get("default"))]
+            listed = found[0].get("formats") if found else None
+            self._formats[key] = ({f["name"]: f for f in listed if isinstance(f, dict)}
+                                  if isinstance(listed, list) and listed else None)
+        return self._formats[key]
+
+    def suffix_for(self, output_format: str, model: str | None = None) -> str:
+        """The file ending of a result in `output_format` (".glb", ".obj.zip" …), as the server
+        lists it; InputError when the model does not offer that format."""
+        listed = self.formats(model)
+        if listed is None:
+            return f".{output_format}"
+        if output_format not in listed:
+            raise InputError(f"model {model or 'the default model'} offers "
+                             f"{', '.join(listed)}, not {output_format!r} (--format)")
+        return str(listed[output_format]["suffix"])
 
     def status(self, job_id: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/job/{job_id}").json())
@@ -719,8 +752,8 @@ class SF3DClient:
                  "vertex_count": vertex_count}
         kwargs.update({k: v for k, v in given.items() if v is not None})
         result = self.generate(image_array, **kwargs)
-        fmt = result.output_format
-        target = Path(output_path) if output_path else Path(f"sf3d_{result.job_id}.{fmt}")
+        suffix = self.suffix_for(result.output_format, kwargs.get("model"))
+        target = Path(output_path) if output_path else Path(f"sf3d_{result.job_id}{suffix}")
         _atomic_write(target, result.data or b"")
         result.path = target
         write_json(metadata_path_for(target), result.full_metadata())
@@ -729,8 +762,9 @@ class SF3DClient:
     def generate_from_file(self, path: os.PathLike, output_path: os.PathLike | None = None,
                            **kwargs: Any) -> Path:
         """An image file to a mesh beside it (photo.png -> photo.glb); returns its path."""
-        fmt = kwargs.get("output_format", "glb")
-        target = Path(output_path) if output_path else Path(path).with_suffix(f".{fmt}")
+        suffix = self.suffix_for(kwargs.get("output_format", "glb"), kwargs.get("model"))
+        source = Path(path)
+        target = Path(output_path) if output_path else source.parent / (source.stem + suffix)
         result = self.generate(path, output_path=target, **kwargs)
         assert result.path is not None
         return result.path
@@ -744,7 +778,8 @@ class SF3DClient:
         """Each image to <out_dir>/<stem>.<format>, `concurrency` at a time; failures are
         reported in the items, never raised. `resume` skips inputs whose output exists."""
         inputs = [Path(p) for p in paths]
-        targets = _unique_targets(inputs, Path(out_dir), output_format)
+        suffix = self.suffix_for(output_format, kwargs.get("model"))
+        targets = _unique_targets(inputs, Path(out_dir), suffix)
 
         def one(pair: tuple[Path, Path]) -> BatchItem:
             src, target = pair
@@ -773,8 +808,8 @@ class SF3DClient:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _unique_targets(inputs: Sequence[Path], out_dir: Path, fmt: str) -> list[Path]:
-    targets = [out_dir / f"{p.stem}.{fmt}" for p in inputs]
+def _unique_targets(inputs: Sequence[Path], out_dir: Path, suffix: str) -> list[Path]:
+    targets = [out_dir / f"{p.stem}{suffix}" for p in inputs]
     seen: dict[Path, Path] = {}
     for src, target in zip(inputs, targets):  # noqa: B905 (3.9)
         if target in seen:
@@ -899,7 +934,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hub-token", default=env("JUPYTERHUB_TOKEN"),
                    help="JupyterHub API token for the hub proxy (JUPYTERHUB_TOKEN)")
     p.add_argument("--model", help="sf3d | sam3d | inflate (default: the server's default)")
-    p.add_argument("--format", dest="output_format", choices=("glb", "ply"), default="glb")
+    p.add_argument("--format", dest="output_format", default="glb",
+                   help="glb (default), usdz, obj, ply: any format the server lists for the "
+                        "model (GET /models); files are named by it (.usdz, .obj.zip …)")
     p.add_argument("--texture-resolution", type=int)
     p.add_argument("--remesh", dest="remesh_option", choices=("none", "triangle", "quad"))
     p.add_argument("--vertex-count", type=int)
@@ -965,7 +1002,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         items = client.generate_many(inputs, a.out, a.concurrency, a.resume, a.output_format,
                                      on_done=reporter.item, progress=reporter.stage,
                                      model=a.model, sync=a.sync, timeout=a.timeout, **params)
-    except InputError as exc:
+    except ClientError as exc:  # before any job: a format the model does not offer, …
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -989,7 +1026,11 @@ def exit_status(items: Sequence[BatchItem]) -> int:
 
 def _run_dir(client: SF3DClient, src: Path, run: Path, a: argparse.Namespace,
              params: dict[str, Any]) -> int:
-    target = run / f"mesh.{a.output_format}"
+    try:
+        target = run / f"mesh{client.suffix_for(a.output_format, a.model)}"
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if a.resume and target.is_file():
         print(f"{target} exists: skipped")
         return 0

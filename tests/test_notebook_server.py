@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from hub3d import formats
 from hub3d.notebook import PortInUse, block, resolve_api_key, running_servers, start_server
 from hub3d.notebook.panel import Panel, render_html, snapshot
 from hub3d.notebook.ports import port_is_free
@@ -141,18 +142,29 @@ def test_sample_and_panel_on_a_live_server(tmp_path: Path) -> None:
     from tests.gltf_check import assert_valid_glb
 
     handle = start_server(port=free_port(), models="inflate", data_dir=tmp_path, api_key="k")
+    obj = run_sample(handle, output_format="obj")  # saved under its format's own ending
+    assert obj["path"].endswith("tshirt.obj.zip")
+    formats.get("obj").check(Path(obj["path"]))
     job = run_sample(handle)
     assert job["status"] == "completed" and Path(job["path"]).stat().st_size > 1000
     assert_valid_glb(Path(job["path"]))
     snap = snapshot(handle)
     assert snap["error"] is None and snap["health"]["status"] == "healthy"
     assert snap["jobs"][0]["job_id"] == job["job_id"]
+    snap["jobs"] = snap["jobs"][:1]
     page = render_html(snap, "https://hub.org/user/a/proxy/1/")
-    # the download link opens in a browser tab, which cannot send X-API-Key: it is signed
-    (link,) = re.findall(r"href='([^']+/download[^']*)'", page)
-    got = requests.get(html.unescape(link), timeout=10)
+    # the download links open in a browser tab, which cannot send X-API-Key: they are signed;
+    # one per format the model offers
+    links = {fmt: html.unescape(link) for link, fmt in
+             re.findall(r"href='([^']+/download[^']*)' target='_blank'>(\w+)</a>", page)}
+    assert list(links) == ["glb", "ply", "obj", "usdz"], links
+    got = requests.get(links["glb"], timeout=10)
     assert got.ok and got.content == Path(job["path"]).read_bytes()
-    assert requests.get(html.unescape(link)[:-4] + "0000", timeout=10).status_code == 401
+    usdz = requests.get(links["usdz"], timeout=60)
+    assert usdz.ok and usdz.headers["content-type"] == "model/vnd.usdz+zip", usdz.text[:300]
+    (tmp_path / "panel.usdz").write_bytes(usdz.content)
+    formats.get("usdz").check(tmp_path / "panel.usdz")  # usd-core's ARKit checker
+    assert requests.get(links["glb"][:-4] + "0000", timeout=10).status_code == 401
     assert "inflate" in page and "CPU only" in page
     panel = Panel(handle, refresh_s=0.2)
     try:

@@ -15,6 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
+from hub3d import formats
 from tests.browser import drop_files, wait_for
 from tests.conftest import REPO, make_png
 from tests.gltf_check import assert_valid_glb
@@ -153,8 +154,30 @@ def test_without_the_viewer_library_the_page_still_works(
         "return document.querySelector('.job .result img[src^=blob]')"), 60, "the preview")
     assert "viewer unavailable" in browser.find_element("css selector", ".job .result").text
     labels = [a.text for a in browser.find_elements("css selector", ".job .downloads a")]
-    assert labels == ["GLB", "metadata.json"]
+    assert labels == ["GLB", "PLY", "OBJ", "USDZ", "metadata.json"]
     assert not browser.find_elements("css selector", "model-viewer")
+
+
+def test_each_format_the_model_offers_downloads_from_the_job_card(
+        browser: Any, start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """USDZ (for a Mac's Quick Look) and the OBJ zip are made on the first click, with the
+    page's key, and saved under the names the server gives them."""
+    srv = start_server("--models", "inflate", env={"HUB3D_API_KEY": KEY})
+    without_viewer(browser)
+    browser.get(f"{srv.url}/#key={KEY}")
+    wait_for(lambda: browser.execute_script("return document.body.dataset.ready"), 20, "app")
+    drop_files(browser, "drop", [("photo.png", make_png(128), "image/png")])
+    wait_for(lambda: browser.execute_script(
+        "return document.querySelector('.job[data-status=completed] .downloads a')"), 60,
+        "the downloads")
+    for label, fmt in (("USDZ", "usdz"), ("OBJ", "obj")):
+        browser.find_element("css selector", f".job a[data-download={label}]").click()
+        suffix = formats.get(fmt).suffix
+        saved = wait_for(lambda end=suffix: next((p for p in browser.download_dir.iterdir()
+                                                  if p.name.endswith(end)), None), 60,
+                         f"the {label}")
+        wait_for(lambda: not list(browser.download_dir.glob("*.crdownload")), 20, "saved")
+        formats.get(fmt).check(saved)  # usd-core's ARKit rules; the OBJ zip read back
 
 
 def test_with_a_key_set_the_page_shows_only_the_key_prompt(

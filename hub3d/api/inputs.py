@@ -18,7 +18,14 @@ from starlette.datastructures import UploadFile
 
 from hub3d.api.schemas import RESERVED
 from hub3d.config import Settings
-from hub3d.errors import ImageTooLarge, InvalidInput, InvalidParams, UnsupportedMedia
+from hub3d.errors import (
+    FormatNotOffered,
+    ImageTooLarge,
+    InvalidInput,
+    InvalidParams,
+    UnknownFormat,
+    UnsupportedMedia,
+)
 from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams
 from hub3d.models.catalog import Catalog
@@ -142,11 +149,21 @@ async def parse_generate_request(
         raise InvalidInput("send exactly one of 'image' (base64 or file upload) and 'image_url'")
     if url is not None and not isinstance(url, str):
         raise InvalidInput("'image_url' must be a string")
-    params = validate_params(model, backend, {k: v for k, v in fields.items()
-                                              if k not in RESERVED})
+    try:
+        params = validate_params(model, backend, {k: v for k, v in fields.items()
+                                                  if k not in RESERVED})
+    except UnknownFormat as exc:
+        raise UnknownFormat(f"{exc.message}; model '{model}' offers "
+                            f"{', '.join(entry.formats)}") from None
+    if params.output_format not in entry.formats:
+        raise FormatNotOffered(f"model '{model}' does not offer output_format "
+                               f"'{params.output_format}'; it offers {', '.join(entry.formats)}")
     if _overrides_check(backend):
-        # may probe the model's own Python env
-        await run_in_threadpool(partial(backend.check_request, params, python=entry.python))
+        # the backend sees the format it writes itself (a usdz is made from its glb); the
+        # check may probe the model's own Python env
+        native = params.model_copy(update={"output_format": entry.native_for(
+            params.output_format)})
+        await run_in_threadpool(partial(backend.check_request, native, python=entry.python))
     return ParsedRequest(model, params, image, url, fields.get("mask"))
 
 

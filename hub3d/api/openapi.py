@@ -15,8 +15,8 @@ __all__ = ["install_openapi"]
 _GENERATE_PATHS = ("/generate", "/generate/sync")
 
 
-def _served_backends(app: FastAPI) -> dict[str, type[Backend]]:
-    return {e.name: e.cls for e in app.state.catalog if e.cls is not None}
+def _served_backends(app: FastAPI) -> dict[str, tuple[type[Backend], list[str]]]:
+    return {e.name: (e.cls, list(e.formats)) for e in app.state.catalog if e.cls is not None}
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "HealthResponse",
     "JobAccepted",
     "JobView",
+    "FormatInfo",
     "ModelInfo",
     "WeightsInfo",
     "QueueView",
@@ -34,9 +35,11 @@ _RESERVED_SCHEMA: dict[str, dict[str, Any]] = {
 
 
 def _request_schema(name: str, cls: type[Backend], default: bool, defs: dict[str, Any],
-                    multipart: bool) -> dict[str, Any]:
+                    multipart: bool, offered: list[str]) -> dict[str, Any]:
     """One model's POST /generate body: the reserved fields plus its parameters model."""
     params = cls.params_model.model_json_schema(ref_template="#/components/schemas/{model}")
+    if "output_format" in params.get("properties", {}):
+        params["properties"]["output_format"]["enum"] = offered
     defs.update(params.pop("$defs", {}))
     model = {"type": "string", "enum": [name],
              "description": "omit for the default model" if default else "this model's name"}
@@ -50,15 +53,15 @@ def _request_schema(name: str, cls: type[Backend], default: bool, defs: dict[str
             "required": [] if default else ["model"], "additionalProperties": False}
 
 
-def generate_request_body(backends: dict[str, type[Backend]], default: str | None
-                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+def generate_request_body(backends: dict[str, tuple[type[Backend], list[str]]],
+                          default: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The OpenAPI requestBody of /generate and /generate/sync, built from each served backend's
     parameters model, and the component schemas those refer to."""
     defs: dict[str, Any] = {}
     content: dict[str, Any] = {}
     for media, multipart in (("application/json", False), ("multipart/form-data", True)):
-        variants = [_request_schema(n, c, n == default, defs, multipart)
-                    for n, c in backends.items()]
+        variants = [_request_schema(n, c, n == default, defs, multipart, offered)
+                    for n, (c, offered) in backends.items()]
         if not variants:  # no backend could be imported: /health says why
             variants = [{"type": "object"}]
         content[media] = {"schema": variants[0] if len(variants) == 1 else {"anyOf": variants}}
@@ -131,6 +134,14 @@ class WeightsInfo(BaseModel):
     summary: str
 
 
+class FormatInfo(BaseModel):
+    name: str = Field(description="the value of output_format and of download's ?format=")
+    suffix: str = Field(description="the file name's ending, with its dot")
+    media_type: str
+    description: str
+    native: bool = Field(description="written by the model itself (else converted from one)")
+
+
 class ModelInfo(BaseModel):
     name: str
     description: str
@@ -143,8 +154,8 @@ class ModelInfo(BaseModel):
     vram_gb: float
     parameters: dict[str, Any] = Field(description="JSON schema of the backend's parameters")
     workers: list[dict[str, Any]]
-    formats: list[str] = Field(description="output formats it offers: output_format and "
-                                           "/job/{id}/download?format=")
+    formats: list[FormatInfo] = Field(description="the output formats it offers, for "
+                                                  "output_format and /job/{id}/download?format=")
     python: str = Field(description="the Python its workers run")
     python_from: str = Field(description="the setting that chose it")
     weights: WeightsInfo | None = Field(description="where its checkpoint comes from")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub3d.models.files import WeightsSpec
 
@@ -43,8 +43,18 @@ class GenerateParams(BaseModel):
 
     seed: int = Field(42, ge=0, le=2**32 - 1,
                       description="the same seed, image and parameters give the same result")
-    output_format: Literal["glb", "ply"] = Field(
-        "glb", description="glb: a mesh; ply: 3D Gaussian splats, where the model writes them")
+    output_format: str = Field(
+        "glb", description="the result's format: any the model offers (GET /models lists them;"
+                           " glb, usdz, obj for meshes, ply for 3D Gaussian splats)")
+
+    @field_validator("output_format", mode="before")
+    @classmethod
+    def _known_format(cls, value: object) -> object:
+        from hub3d import formats
+
+        if isinstance(value, str):
+            return formats.get(value).name  # UnknownFormat names the formats hub3d writes
+        return value
 
 
 @dataclass

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hub3d.errors import ModelUnavailable, UnknownModel
 from hub3d.models.base import Backend
@@ -47,6 +48,21 @@ class CatalogEntry:
             raise ModelUnavailable(f"model '{self.name}' is unavailable: {self.error}")
         return self.cls
 
+    def native_for(self, output_format: str) -> str:
+        """The format its backend writes for this one (itself, or what it is made from)."""
+        from hub3d import formats
+
+        native = formats.source_for(output_format, self.backend().native_formats)
+        return native or output_format
+
+    def parameters_schema(self) -> dict[str, Any]:
+        """Its parameters' JSON schema, with the output formats it offers as a choice."""
+        schema = self.backend().params_model.model_json_schema()
+        fmt = schema.get("properties", {}).get("output_format")
+        if fmt is not None:
+            fmt["enum"] = list(self.formats)
+        return schema
+
     def files_line(self) -> str | None:
         """Where its checkpoint comes from, in one line; None for a model without weights."""
         spec = self.weights
@@ -66,10 +82,12 @@ def _entry(spec: str, data_dir: Path, environ: Mapping[str, str]) -> CatalogEntr
         cls = load_backend_class(spec)
     except Exception as exc:  # a broken backend degrades health, never crashes the server
         return CatalogEntry(name, spec, None, error=f"cannot import backend: {exc}")
+    from hub3d import formats
+
     python, python_from = _python(name, cls, environ)
     files = resolve_files(cls.weights, data_dir, environ) if cls.weights else None
     return CatalogEntry(name, spec, cls, python=python, python_from=python_from, files=files,
-                        formats=tuple(cls.native_formats),
+                        formats=tuple(formats.offered(cls.native_formats)),
                         worker_env=dict(files.env) if files else {})
 
 

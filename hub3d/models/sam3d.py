@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from hub3d import formats
 from hub3d.errors import ModelError, NoObjectDetected
 from hub3d.fsutil import atomic_write_bytes, temp_path_for
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
@@ -35,7 +36,6 @@ from hub3d.models.upstream import add_source_tree, map_run_error
 
 __all__ = ["SAM3DBackend", "SAM3DParams", "run_flags"]
 
-_MEDIA = {"glb": "model/gltf-binary", "ply": "application/octet-stream"}
 
 
 class SAM3DParams(GenerateParams):
@@ -142,10 +142,11 @@ class SAM3DBackend(Backend):
         spent["pipeline_run"] = round(time.perf_counter() - started, 6)
         report("exporting", f"writing {params.output_format.upper()}")
         started = time.perf_counter()
-        path = job.job_dir / f"result.{params.output_format}"
-        extra = _write_ply(out, path) if params.output_format == "ply" else _write_glb(out, path)
+        fmt = formats.get(params.output_format)  # one of native_formats: the pool sees to it
+        path = job.job_dir / fmt.filename("result")
+        extra = _write_ply(out, path) if fmt.name == "ply" else _write_glb(out, path)
         spent["export"] = round(time.perf_counter() - started, 6)
-        return JobOutput(path, _MEDIA[params.output_format], {
+        return JobOutput(path, fmt.media_type, {
             "background": method,  # the params are in metadata.json's "params" already
             "pipeline_flags": flags, "device": self.device, "model_timings": spent,
             "pose": _pose(out), **extra,

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from hub3d import formats
 from hub3d.errors import ModelError, NoObjectDetected
 from hub3d.fsutil import atomic_write_bytes
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
@@ -33,14 +34,13 @@ __all__ = ["DEFAULT_CHECKPOINT", "SF3DBackend", "SF3DParams", "WEIGHTS", "check_
 DEFAULT_CHECKPOINT = "stabilityai/stable-fast-3d"
 CONFIG_NAME, WEIGHT_NAME = "config.yaml", "model.safetensors"
 CHECKPOINT_SETTING = "HUB3D_SF3D_CHECKPOINT"
-_GLB = "model/gltf-binary"
 _RECIPE = "kernel_setup/setup_sf3d_kernel.sh"
 
 
 class SF3DParams(GenerateParams):
-    """SF3D's own knobs, with the ranges of its demo app. It always textures; it writes GLB only."""
+    """SF3D's own knobs, with the ranges of its demo app. It always textures; it writes GLB (USDZ
+    and OBJ are made from it)."""
 
-    output_format: Literal["glb"] = Field("glb", description="glb: SF3D writes no PLY")
     texture_resolution: int = Field(1024, ge=512, le=2048,
                                     description="side of the baked texture in pixels")
     remesh_option: Literal["none", "triangle", "quad"] = Field(
@@ -49,14 +49,6 @@ class SF3DParams(GenerateParams):
                               description="target vertex count of the remesh; -1: no target")
     foreground_ratio: float = Field(0.85, ge=0.5, le=1.0,
                                     description="the object's size in the frame")
-
-    @field_validator("output_format", mode="before")
-    @classmethod
-    def _glb_only(cls, value: object) -> object:
-        if value != "glb" and isinstance(value, str):
-            raise ValueError(f"SF3D writes GLB only; output_format '{value}' is not available."
-                             " Send output_format=glb, or use model sam3d for a PLY.")
-        return value
 
     @field_validator("remesh_option", mode="before")
     @classmethod
@@ -226,7 +218,8 @@ class SF3DBackend(Backend):
         started = time.perf_counter()
         atomic_write_bytes(path, _glb_bytes(mesh))
         spent["export_glb"] = round(time.perf_counter() - started, 6)
-        return JobOutput(path, _GLB, {  # the params are in metadata.json's "params" already
+        # the params are in metadata.json's "params" already
+        return JobOutput(path, formats.get("glb").media_type, {
             "vertices": int(len(mesh.vertices)),
             "faces": int(len(mesh.faces)),
             "background": method,
@@ -275,11 +268,15 @@ def _build_import_hint(exc: ImportError, checkpoint: str) -> str:
 
 
 def _glb_bytes(mesh: Any) -> bytes:
+    """Upstream's own export, with tangents for its normal map written into the file, so every
+    viewer shades it alike (and the Khronos validator has nothing to warn about)."""
     import trimesh
     from trimesh.exchange.gltf import export_glb
 
+    from hub3d.formats.glb import with_tangents
+
     data: bytes = export_glb(trimesh.Scene(mesh), include_normals=True)  # type: ignore[no-untyped-call]
-    return data
+    return with_tangents(data)
 
 
 def _preview_png(mesh: Any, side: int = 256) -> bytes:

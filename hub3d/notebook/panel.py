@@ -23,7 +23,8 @@ def snapshot(handle: ServerHandle, jobs: int = 8) -> dict[str, Any]:
 
     snap: dict[str, Any] = {"status": handle.status(), "health": None, "queue": None,
                             "jobs": [], "logs": handle.logs[-15:], "error": None,
-                            "api_key": handle.api_key}
+                            "api_key": handle.api_key,
+                            "formats": {e.name: list(e.formats) for e in handle.catalog}}
     if not handle.running:
         return snap
     try:
@@ -52,14 +53,23 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{cells}</tr>{body or '<tr><td>(none)</td></tr>'}</table>"
 
 
-def _download_link(snap: dict[str, Any], job_id: str) -> str:
+def _download_link(snap: dict[str, Any], job_id: str, fmt: str | None = None) -> str:
     """Path-absolute behind the hub proxy (the browser is on the hub, with its cookie), signed
     for this job, since a link cannot send X-API-Key."""
     st = snap["status"]
     base = (st.get("root_path") or st["url"]).rstrip("/")
     key = snap.get("api_key")
-    sig = f"?sig={download_sig(key, job_id)}" if key else ""
-    return f"{base}/job/{job_id}/download{sig}"
+    query = [f"format={fmt}"] if fmt else []
+    query += [f"sig={download_sig(key, job_id)}"] if key else []
+    return f"{base}/job/{job_id}/download" + (f"?{'&'.join(query)}" if query else "")
+
+
+def _downloads(snap: dict[str, Any], job: dict[str, Any]) -> str:
+    """A link per format the job's model offers (each converted on first click)."""
+    names = snap.get("formats", {}).get(job["model"]) or [None]
+    return " &middot; ".join(
+        f"<a href='{html.escape(_download_link(snap, job['job_id'], f))}' target='_blank'>"
+        f"{html.escape(f or 'download')}</a>" for f in names)
 
 
 def render_html(snap: dict[str, Any], public_url: str | None = None) -> str:
@@ -86,8 +96,8 @@ def render_html(snap: dict[str, Any], public_url: str | None = None) -> str:
                           o.get("stage") or ""] for o in queue.get("order", [])]))
     parts.append(_table(["job", "status", "model", "waited s", "took s", "result"], [
         [j["job_id"][:10], j["status"], j["model"], j["wait_s"] or "", j["processing_time"] or "",
-         f"<a href='{html.escape(_download_link(snap, j['job_id']))}' target='_blank'>download</a>"
-         if j["status"] == "completed" else html.escape((j["error"] or "")[:80])]
+         _downloads(snap, j) if j["status"] == "completed" else
+         html.escape((j["error"] or "")[:80])]
         for j in snap["jobs"]]))
     if snap["error"]:
         parts.append(f"<span style='color:#b00'>{html.escape(snap['error'])}</span>")
@@ -148,10 +158,11 @@ class Panel:
     def restart(self) -> str:
         s = self.handle.settings
         self.handle.stop()
+        same = s.model_dump(exclude={"port", "models", "data_dir", "api_key", "host",
+                                     "root_path"})
         self.handle = start_server(
             s.port, s.models, s.data_dir, s.api_key_value(), host=s.host,
-            root_path=self.handle.root_path,
-            max_queue_size=s.max_queue_size, max_concurrent=s.max_concurrent)
+            root_path=self.handle.root_path, **same)
         return f"restarted at {time.strftime('%H:%M:%S')}"
 
     def unload(self) -> str:

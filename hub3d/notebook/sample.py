@@ -61,7 +61,8 @@ def run_sample(handle: Any, image: str | Path | None = None, *, model: str | Non
             raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
         r = http.get(f"{handle.url}/job/{job_id}/download", timeout=120)
         r.raise_for_status()
-    suffix = ".ply" if params.get("output_format") == "ply" else ".glb"
-    path = out / f"{image.stem}{suffix}"
+    from hub3d import formats
+
+    path = out / formats.get(str(params.get("output_format") or "glb")).filename(image.stem)
     path.write_bytes(r.content)
     return {**job, "path": str(path), "bytes": len(r.content)}

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 
+from hub3d import formats
 from hub3d.api.deps import CatalogDep, PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.errors import error_response
 from hub3d.api.file_response import send_file
@@ -94,8 +95,9 @@ async def generate(request: Request, response: Response, settings: SettingsDep,
 
 
 @router.post("/generate/sync", responses={
-    200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}},
-          "description": "the generated file"},
+    200: {"content": {f.media_type: {"schema": {"description": f.description}}
+                      for f in formats.all_formats()},
+          "description": "the generated file, in the output_format asked for"},
     **error_responses(504), **_ERRORS})
 async def generate_sync(request: Request, settings: SettingsDep, catalog: CatalogDep,
                         pool: PoolDep, scheduler: SchedulerDep, store: StoreDep,
@@ -107,7 +109,8 @@ async def generate_sync(request: Request, settings: SettingsDep, catalog: Catalo
     if job.status is JobStatus.COMPLETED and job.result:
         path = store.job_dir(job.id) / job.result
         return await send_file(path, job.media_type or "application/octet-stream",
-                               filename=f"{job.id}{path.suffix}", headers=headers)
+                               filename=formats.format_of(path).filename(job.id),
+                               headers=headers)
     status_url, _ = job_urls(settings.root_path, job.id)
     if not job.status.is_terminal():
         return error_response(504, "timeout", f"the job is still {job.status.value} after"

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from hub3d import formats
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.file_response import send_file
 from hub3d.api.schemas import JobView, error_responses
 from hub3d.api.views import job_view
-from hub3d.errors import Hub3DError, JobNotFound, JobNotReady
+from hub3d.errors import FormatNotOffered, Hub3DError, JobNotFound, JobNotReady
 from hub3d.jobs.record import Job, JobStatus
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
@@ -57,13 +60,46 @@ def _completed_file(scheduler: Scheduler, store: JobStore, job_id: str,
     return job, path
 
 
+FormatQuery = Annotated[str | None, Query(
+    alias="format", description="glb, usdz, obj or ply: any format the job's model offers "
+                                "(GET /models); default: the job's own result")]
+
+
 @router.get("/{job_id}/download", responses={
-    200: {"content": {"model/gltf-binary": {}, "application/octet-stream": {}}}, **_ERRORS})
-async def download(job_id: str, scheduler: SchedulerDep, store: StoreDep) -> Response:
-    """The result file (GLB or PLY) of a completed job."""
+    200: {"content": {f.media_type: {"schema": {"description": f.description}}
+                      for f in formats.all_formats()},
+          "description": "the result, in its own format or the one asked for"},
+    **error_responses(401, 404, 409, 422, 500, 503)})
+async def download(job_id: str, scheduler: SchedulerDep, store: StoreDep,
+                   fmt: FormatQuery = None) -> Response:
+    """The result of a completed job; `?format=` converts it (once, kept beside it)."""
     job, path = _completed_file(scheduler, store, job_id, None)
-    return await send_file(path, job.media_type or "application/octet-stream",
-                           filename=f"{job_id}{path.suffix}")
+    own = formats.format_of(path)
+    wanted = formats.get(fmt) if fmt else own
+    if wanted.name != own.name:
+        path = await _converted(job, store.job_dir(job_id) / _native(job, store), wanted)
+    return await send_file(path, wanted.media_type, filename=wanted.filename(job_id))
+
+
+def _native(job: Job, store: JobStore) -> str:
+    """What the backend wrote (the source of every conversion): recorded in metadata.json
+    when the job's own result was made from it."""
+    try:
+        meta = json.loads((store.job_dir(job.id) / "metadata.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    return str(meta.get("native_result") or job.result or "")
+
+
+async def _converted(job: Job, source: Path, wanted: formats.Format) -> Path:
+    own = formats.format_of(source).name
+    if wanted.name == own:
+        return source
+    offered = formats.offered([own])
+    if wanted.name not in offered:
+        raise FormatNotOffered(f"job {job.id} is a {own} result: it "
+                               f"can be downloaded as {', '.join(offered)}, not {wanted.name}")
+    return await asyncio.to_thread(formats.convert_beside, source, wanted.name)
 
 
 @router.get("/{job_id}/metadata", responses=_ERRORS)

@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from hub3d import __version__
+from hub3d import __version__, formats
 from hub3d.api.auth import key_ok, require_api_key
 from hub3d.api.deps import PoolDep, SchedulerDep, SettingsDep, StoreDep
 from hub3d.api.schemas import (
+    FormatInfo,
     HealthResponse,
     ModelInfo,
     QueueView,
@@ -80,8 +81,11 @@ def _model_info(name: str, request: Request) -> ModelInfo:
         default=name == catalog.default, state=described["state"],
         device=described["device"], devices=described["devices"], error=described["error"],
         device_kind=cls.device_kind if cls else "unknown", vram_gb=cls.vram_gb if cls else 0.0,
-        parameters=cls.params_model.model_json_schema() if cls else {},
-        workers=described["workers"], formats=list(model.formats), python=model.python,
+        parameters=model.parameters_schema() if cls else {},
+        workers=described["workers"], python=model.python,
+        formats=[FormatInfo(name=f.name, suffix=f.suffix, media_type=f.media_type,
+                            description=f.description, native=f.name in cls.native_formats)
+                 for f in map(formats.get, model.formats)] if cls else [],
         python_from=model.python_from,
         weights=None if files is None else WeightsInfo(
             checkpoint=files.checkpoint, source=files.source.value, offline=files.offline,

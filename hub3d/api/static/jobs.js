@@ -25,8 +25,10 @@ function el(tag, cls, text) {
 function seconds(s) { return s < 10 ? `${s.toFixed(2)} s` : `${s.toFixed(1)} s`; }
 
 export class JobCard {
-  constructor({ template, viewer, name, inputUrl, onDone }) {
+  constructor({ template, viewer, name, inputUrl, onDone, formatsOf }) {
     this.root = template.content.firstElementChild.cloneNode(true);
+    // model name → the formats /models lists for it ({name, suffix, media_type, description})
+    this.formatsOf = formatsOf || (() => []);
     this.viewer = viewer; // Promise<boolean>: whether <model-viewer> is available
     this.onDone = onDone || (() => {});
     this.q = (sel) => this.root.querySelector(sel);
@@ -179,16 +181,43 @@ export class JobCard {
     this.q(".downloads").append(a);
   }
 
+  // A format made on request: fetched (and converted by the server, once) at the first click.
+  lazyDownload(fmt) {
+    const label = fmt.name.toUpperCase();
+    const a = el("a", "button", label);
+    a.href = "#";
+    a.download = `${this.id}${fmt.suffix}`;
+    a.title = fmt.description || "";
+    a.dataset.download = label;
+    a.addEventListener("click", async (e) => {
+      if (a.dataset.ready) return; // its file is here: the browser saves it
+      e.preventDefault();
+      a.dataset.state = "converting";
+      try {
+        a.href = await this.blob(`job/${this.id}/download?format=${encodeURIComponent(fmt.name)}`);
+        a.dataset.ready = "1";
+        a.click();
+      } catch (exc) { this.q(".error").textContent = exc.message; }
+      delete a.dataset.state;
+    });
+    this.q(".downloads").append(a);
+  }
+
   async result(view) {
     const frame = this.q(".result .frame");
     const format = (view.params && view.params.output_format) || "glb";
+    const offered = this.formatsOf(view.model);
+    const own = offered.find((f) => f.name === format) || { suffix: `.${format}` };
     try {
-      const model = await this.blob(`job/${this.id}/download`);
-      this.download(format.toUpperCase(), model, `${this.id}.${format}`);
+      const file = await this.blob(`job/${this.id}/download`);
+      this.download(format.toUpperCase(), file, `${this.id}${own.suffix}`);
+      for (const fmt of offered) if (fmt.name !== format) this.lazyDownload(fmt);
       this.download("metadata.json", await this.blob(`job/${this.id}/metadata`),
                     `${this.id}.metadata.json`);
       const hasViewer = await this.viewer;
-      if (format === "glb" && hasViewer) {
+      const glb = format === "glb" ? file : offered.some((f) => f.name === "glb")
+        ? await this.blob(`job/${this.id}/download?format=glb`) : null;
+      if (glb && hasViewer) {
         const mv = document.createElement("model-viewer");
         for (const [k, v] of Object.entries({
           "camera-controls": "", "touch-action": "pan-y", "interaction-prompt": "none",
@@ -203,7 +232,7 @@ export class JobCard {
         mv.addEventListener("error", () => {
           this.q(".message").textContent = "the viewer could not show this GLB: download it below";
         });
-        mv.src = model;
+        mv.src = glb;
         frame.replaceChildren(mv);
       } else {
         await this.preview(frame, hasViewer ? "PLY files show as a preview image" :

@@ -96,7 +96,9 @@ const viewer = loadViewer();
 function card(name, inputUrl) {
   $("empty").hidden = true;
   const c = new JobCard({ template: $("job-template"), viewer, name, inputUrl,
-                          onDone: () => { refreshRecent(); refreshHealth(); } });
+                          onDone: () => { refreshRecent(); refreshHealth(); },
+                          formatsOf: (model) => (models.find((m) => m.name === model) || {})
+                            .formats || [] });
   $("jobs").prepend(c.root);
   return c;
 }

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageStat
 
+from hub3d import formats
 from hub3d.errors import NoObjectDetected
 from hub3d.imaging.background import extract_foreground, resize_foreground
 from hub3d.imaging.preview import render_front, vertex_normals
@@ -25,7 +26,6 @@ from hub3d.models.inflate.splats import splat_ply_bytes
 
 __all__ = ["InflateResult", "inflate_image", "preview_png"]
 
-GLB, PLY = "model/gltf-binary", "application/octet-stream"
 PREVIEW_SIDE = 256
 
 
@@ -103,11 +103,14 @@ def inflate_image(image: Image.Image, params: InflateParams, mask: Image.Image |
     colors = _vertex_colors(texture, mesh)
     normals = vertex_normals(mesh.vertices, mesh.faces)
     report("exporting")
-    if params.output_format == "ply":
-        data, media, suffix = splat_ply_bytes(mesh, colors), PLY, ".ply"
-    else:
+    fmt = formats.get(params.output_format)
+    if fmt.name == "ply":
+        data = splat_ply_bytes(mesh, colors)
+    elif fmt.name == "glb":
         data = _glb(mesh, texture, colors, normals, params.with_texture)
-        media, suffix = GLB, ".glb"
+    else:  # the control plane makes every other format from these two
+        raise ValueError(f"inflate writes glb and ply, not {fmt.name}")
+    media, suffix = fmt.media_type, fmt.suffix
     notes = list(fg.notes)
     metadata = {
         "method": "silhouette inflation (classical, weight-free)",
