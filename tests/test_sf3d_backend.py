@@ -126,8 +126,8 @@ def test_job_passes_upstream_the_exact_arguments(sf3d_server: ServerProcess, sta
 
 
 @pytest.mark.parametrize("params, needle", [
-    ({"output_format": "ply"}, "model 'sf3d' does not offer output_format 'ply'; it offers glb,"
-                               " obj, usdz"),
+    ({"output_format": "ply"}, "model 'sf3d' does not offer output_format 'ply' (served here "
+                               "by: inflate); it offers glb, obj, usdz"),
     ({"output_format": "fbx"}, "unknown output format 'fbx': hub3d writes glb, obj, ply, usdz;"
                                " model 'sf3d' offers glb, obj, usdz"),
     ({"texture_resolution": 4096}, "texture_resolution"),

@@ -156,8 +156,11 @@ async def parse_generate_request(
         raise UnknownFormat(f"{exc.message}; model '{model}' offers "
                             f"{', '.join(entry.formats)}") from None
     if params.output_format not in entry.formats:
+        others = [e.name for e in catalog if params.output_format in e.formats]
+        elsewhere = f" (served here by: {', '.join(others)})" if others else ""
         raise FormatNotOffered(f"model '{model}' does not offer output_format "
-                               f"'{params.output_format}'; it offers {', '.join(entry.formats)}")
+                               f"'{params.output_format}'{elsewhere}; it offers "
+                               f"{', '.join(entry.formats)}")
     if _overrides_check(backend):
         # the backend sees the format it writes itself (a usdz is made from its glb); the
         # check may probe the model's own Python env

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from hub3d import formats
 from hub3d.errors import ModelError, NoObjectDetected
 from hub3d.fsutil import atomic_write_bytes
+from hub3d.models import sf3d_dither
 from hub3d.models.base import Backend, GenerateParams, JobInput, JobOutput, StageReporter
 from hub3d.models.files import Fetched, HubFiles, StepDone, WeightsSpec
 from hub3d.models.upstream import (
@@ -174,6 +175,7 @@ class SF3DBackend(Backend):
             raise
         model.to(device)
         model.eval()
+        sf3d_dither.install(sys.modules["sf3d.system"])  # the seed decides the textures
         # Upstream builds the marching-tets edge table on the first mesh (~20 s on a CPU at the
         # real grid size): pay it here, once per worker, not in the first job.
         helper = getattr(model, "isosurface_helper", None)
@@ -202,7 +204,8 @@ class SF3DBackend(Backend):
             rgba, method = self._foreground(job, spent, params.foreground_ratio)
             report("inference", f"texture {params.texture_resolution}, remesh "
                                 f"{params.remesh_option}")
-            mesh = self._reconstruct(rgba, params, spent)
+            with sf3d_dither.seeded(params.seed):
+                mesh = self._reconstruct(rgba, params, spent)
         except Exception as exc:
             mapped = map_run_error(exc, self.device, "SF3D")
             if mapped is exc:

@@ -227,7 +227,8 @@ def test_ply_is_refused_with_the_alternative(sphere: ServerProcess) -> None:
                       data={"model": "sf3d", "output_format": "ply"}, timeout=30)
     assert r.status_code == 422, r.text
     message = r.json()["error"]["message"]
-    assert "SF3D writes GLB only" in message and "sam3d" in message
+    assert message == ("model 'sf3d' does not offer output_format 'ply'; it offers glb, obj, "
+                       "usdz")
 
 
 def test_kill_9_of_the_worker_mid_job(sphere: ServerProcess) -> None:
