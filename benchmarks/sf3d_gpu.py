@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -150,8 +151,15 @@ def run_config(prep: Prepared, args: argparse.Namespace, png: bytes, work: Path,
             "priming_jobs": prime, "priming_s": primed_s, "batch": got, "memory": mem.result()}
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # a time limit's SIGTERM unwinds like Ctrl-C: each server (its own session, so out of reach
+    # of a signal to this process group) is stopped and the report saved on the way out
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     out = Path(args.out) if args.out else RESULTS / f"sf3d_gpu{'_cpu' if args.cpu else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
@@ -174,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             report["errors"].append(f"{name}: {exc}")
             print(f"!!! {name}: {exc}", flush=True)
             return None
+        except KeyboardInterrupt:
+            report["errors"].append(f"{name}: interrupted (a time limit, or Ctrl-C)")
+            raise
         finally:
             report["phases"][name] = round(time.perf_counter() - started, 1)
             save()

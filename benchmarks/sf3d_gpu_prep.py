@@ -64,17 +64,33 @@ def _wrapper_env(base: Path, env_dir: Path) -> Path:
     return python
 
 
+def _build_env(python: Path, work: Path) -> Path:
+    """A folder whose bin/python is the interpreter behind `python` (wrappers resolved) with no
+    PYTHONPATH: setuptools runs that env's own plugins while building, and the carried older
+    packages (huggingface_hub 0.23 under a newer transformers' plugins) break them."""
+    real = subprocess.run([str(python), "-c", "import sys; print(sys.executable)"], check=True,
+                          capture_output=True, text=True, timeout=120).stdout.strip()
+    env_dir = work / "build-env"
+    (env_dir / "bin").mkdir(parents=True, exist_ok=True)
+    wrapper = env_dir / "bin" / "python"
+    wrapper.write_text(f'#!/bin/sh\nunset PYTHONPATH\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    return env_dir
+
+
 def _build(python: Path, env_dir: Path, src: Path, arch: str | None, log_dir: Path) -> None:
     """Both extensions at once with the recipe's script, as wheels, then into env_dir/site."""
     wheels = env_dir / "wheels"
     target = ["--cpu"] if arch is None else ["--arch", arch]
+    build_env = _build_env(python, log_dir)
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     running = []
     for ext in EXTENSIONS:
         log = (log_dir / f"build-{ext}.log").open("w")
-        cmd = ["bash", str(BUILD), "--env", str(env_dir), "--src", str(src), *target,
+        cmd = ["bash", str(BUILD), "--env", str(build_env), "--src", str(src), *target,
                "--only", ext, "--wheel-dir", str(wheels)]
         running.append((ext, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                   env={**os.environ, "PYTHONPATH": str(REPO)})))
+                                                   env=clean)))
     for ext, log, proc in running:
         code = proc.wait(timeout=1800)
         log.close()

@@ -150,7 +150,7 @@ def render(report: dict[str, Any]) -> str:
     if args["cpu"]:
         lines.append("CPU REHEARSAL: CPU figures, not the GPU's; memory is worker RSS")
     hub = report.get("hub3d") or {}
-    source = (hub.get("memory") or {}).get("source", "")
+    source = (hub.get("memory") or {}).get("source") or "—"
     lines += ["", "Single jobs (s)", _single_table(report.get("direct"), report.get("hub3d")),
               "", f"Throughput, {args['batch']} jobs submitted at once (memory: {source}, "
               "peak during the batch; torch GiB: the workers' own peak reserved)",
