@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -76,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="the JSON (default benchmarks/results/sf3d_gpu[_cpu].json); "
                                  "the tables beside it as .txt")
     args = p.parse_args(argv)
+    if args.reps < 1 or args.batch < 1:
+        p.error("--reps and --batch must be at least 1")
     args.warmup = args.warmup or ("on" if args.cpu else "auto")
     return args
 
@@ -91,7 +94,7 @@ def configs(args: argparse.Namespace) -> list[Config]:
 def machine(cpu: bool) -> dict[str, Any]:
     info: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count(),
                             "device": "cpu" if cpu else "cuda"}
-    if not cpu:
+    if not cpu and shutil.which("nvidia-smi"):
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
                               "--format=csv,noheader"], capture_output=True, text=True,
                              timeout=30)
@@ -192,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sf3d-gpu-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        prep = prepare(args, work)
+        try:
+            prep = prepare(args, work)
+        except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+            report["errors"].append(f"preparing the run: {exc}")
+            save()
+            print(report["tables"], flush=True)
+            return 1
         report["phases"].update({k: round(v, 1) for k, v in prep.phases.items()})
         report["extensions"] = prep.extensions
         image = work / "disc.png"

@@ -61,6 +61,7 @@ ls "$CARRY"/wheels/*.whl >/dev/null 2>&1 || fail "no wheels in $CARRY/wheels: ru
 "$BASE_PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$SITE" "$CARRY"/wheels/*.whl 2>&1 | tee -a "$OUT/device.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "pip could not install the carried wheels"
+say "$(ls "$CARRY"/wheels/*.whl | wc -l) wheels installed into $SITE"
 # transformers 4.42.3 refuses numpy 2 at import; SF3D's code runs fine on it
 sed -i 's/"numpy": "numpy>=1.17,<2.0"/"numpy": "numpy>=1.17"/' \
   "$SITE/transformers/dependency_versions_table.py"
@@ -75,7 +76,7 @@ chmod +x "$PY"
 "$PY" -c 'import transformers, open_clip, trimesh, rembg, gpytoolbox, pynanoinstantmeshes, omegaconf, fastapi, uvicorn, pydantic_settings, multipart' \
   2>&1 | tail -5 | tee -a "$OUT/device.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "the carried packages do not import with $BASE_PY"
-say "wheels installed into $SITE; $PY ready"
+say "they import; $PY ready"
 
 # the benchmark, inside what is left of the limit (its skipped configurations are listed)
 LEFT=$(( LIMIT - ($(date +%s) - START) ))
