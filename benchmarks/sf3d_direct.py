@@ -24,7 +24,7 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
-__all__ = ["glb_vertices", "nvidia_apps_mib"]
+__all__ = ["glb_vertices", "gpu_query", "nvidia_apps_mib"]
 
 
 def glb_vertices(data: bytes) -> int:
@@ -44,17 +44,28 @@ def glb_vertices(data: bytes) -> int:
                for mesh in doc.get("meshes", []) for prim in mesh.get("primitives", []))
 
 
-def nvidia_apps_mib() -> dict[int, float]:
-    """pid → used memory (MiB) of each compute process nvidia-smi lists; {} without one."""
+def _smi(*args: str) -> str | None:
+    """nvidia-smi's output for `args`; None without nvidia-smi or when it fails."""
     exe = shutil.which("nvidia-smi")
     if not exe:
-        return {}
+        return None
     try:
-        out = subprocess.run([exe, "--query-compute-apps=pid,used_memory",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                             timeout=10).stdout
+        out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def gpu_query(fields: str, *, nounits: bool = False) -> str | None:
+    """The first GPU's `--query-gpu` fields as nvidia-smi prints them (csv); None without one."""
+    out = _smi(f"--query-gpu={fields}", "--format=csv,noheader" + (",nounits" if nounits else ""))
+    lines = (out or "").strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+def nvidia_apps_mib() -> dict[int, float]:
+    """pid → used memory (MiB) of each compute process nvidia-smi lists; {} without one."""
+    out = _smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits") or ""
     apps: dict[int, float] = {}
     for line in out.strip().splitlines():
         pid, _, mib = (p.strip() for p in line.partition(","))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO, RESULTS
+from benchmarks.sf3d_direct import gpu_query
 from benchmarks.sf3d_gpu_hub import (
     Config,
     MemorySampler,
@@ -94,11 +94,8 @@ def configs(args: argparse.Namespace) -> list[Config]:
 def machine(cpu: bool) -> dict[str, Any]:
     info: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count(),
                             "device": "cpu" if cpu else "cuda"}
-    if not cpu and shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                              "--format=csv,noheader"], capture_output=True, text=True,
-                             timeout=30)
-        info["gpu"] = out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+    if not cpu:
+        info["gpu"] = gpu_query("name,driver_version,memory.total")
     return info
 
 

@@ -7,10 +7,7 @@ RunBroken, so a broken configuration never reports fast numbers.
 
 from __future__ import annotations
 
-import os
-import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -23,9 +20,9 @@ from typing import Any
 import psutil
 import requests
 
-from benchmarks.common import REPO, free_port, stop
+from benchmarks.common import free_port, start, stop
 from benchmarks.hub import Hub, b64
-from benchmarks.sf3d_direct import glb_vertices, nvidia_apps_mib
+from benchmarks.sf3d_direct import glb_vertices, gpu_query, nvidia_apps_mib
 
 __all__ = ["Config", "MemorySampler", "RunBroken", "batch", "served", "stage_medians",
            "sync_job",
@@ -66,8 +63,12 @@ def served(python: Path, src: Path, ckpt: Path, config: Config, *, cpu: bool, wa
             "--jobs-per-worker", str(config.jobs_per_worker), "--max-queue-size", str(queue),
             *(["--devices", "cpu"] if cpu else [])]
     started = time.perf_counter()
-    proc = _start([sys.executable, "-m", "hub3d", "serve", "--port", str(port), "--data-dir",
-                   str(data / "data"), *args], url, env, data / "serve.log")
+    try:
+        proc = start([sys.executable, "-m", "hub3d", "serve", "--port", str(port),
+                      "--data-dir", str(data / "data"), *args], url, env, deadline=120,
+                     log=data / "serve.log")
+    except (RuntimeError, TimeoutError) as exc:
+        raise RunBroken(str(exc)) from None
     try:
         with requests.Session() as session:
             hub = Hub(url, proc.pid, data / "data", session)
@@ -79,30 +80,6 @@ def served(python: Path, src: Path, ckpt: Path, config: Config, *, cpu: bool, wa
         workers = [p for w in _pids(url) if (p := _process(w))]
         stop(proc)
         psutil.wait_procs(workers, timeout=60)
-
-
-def _start(cmd: list[str], url: str, env: dict[str, str],
-           log: Path) -> subprocess.Popen[bytes]:
-    """The server in its own session, its output in `log`; this process's PYTHONPATH is kept
-    (a wrapper python may have put the carried packages there)."""
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=out,
-                                stderr=subprocess.STDOUT,
-                                env={**os.environ, **env, "PYTHONPATH": path})
-    end = time.monotonic() + 120
-    while time.monotonic() < end:
-        try:
-            if requests.get(url + "/health", timeout=1).status_code < 500:
-                return proc
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None:
-            raise RunBroken(f"hub3d serve exited with {proc.returncode}; {log} ends:\n"
-                            f"{log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
-    stop(proc)
-    raise RunBroken(f"hub3d serve did not answer /health in 120 s; see {log}")
 
 
 def wait_workers(hub: Hub, count: int, timeout: float = 1800) -> list[dict[str, Any]]:
@@ -270,10 +247,5 @@ class MemorySampler:
 
 def device_used_gb() -> float | None:
     """The card's whole used memory (nvidia-smi --query-gpu=memory.used), None without one."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return None
-    out = subprocess.run([exe, "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, timeout=10)
-    first = out.stdout.split()
-    return round(float(first[0]) / 1024, 2) if out.returncode == 0 and first else None
+    used = gpu_query("memory.used", nounits=True)
+    return round(float(used) / 1024, 2) if used else None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import REPO
+from benchmarks.sf3d_direct import gpu_query
 from benchmarks.sf3d_upstream import checkpoint
 from tests.upstream.sf3d_data import FULL_RESOLUTION, REAL_GRID_CUBES, extract_sf3d, write_tets
 
@@ -42,13 +43,7 @@ class Prepared:
 
 def card_arch() -> str | None:
     """The first GPU's compute capability ("9.0"), as setup_sf3d_kernel.sh reads it."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return None
-    out = subprocess.run([exe, "--query-gpu=compute_cap", "--format=csv,noheader"],
-                         capture_output=True, text=True, timeout=30)
-    lines = out.stdout.split()
-    return lines[0].strip() if out.returncode == 0 and lines else None
+    return gpu_query("compute_cap")
 
 
 def _wrapper_env(base: Path, env_dir: Path) -> Path:

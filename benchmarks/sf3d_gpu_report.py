@@ -7,7 +7,7 @@ from typing import Any
 
 from benchmarks.common import table
 
-__all__ = ["TARGETS", "checks", "render"]
+__all__ = ["TARGETS", "checks", "memory_gb", "render"]
 
 # The issue's targets: limit and how the figure compares with it.
 TARGETS = {"throughput": 2.5, "memory": 1.5, "first_job": 1.1, "warm_e2e": 1.03}
@@ -25,6 +25,18 @@ def _rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def _best(report: dict[str, Any]) -> dict[str, Any] | None:
     rows = _rows(report)
     return max(rows, key=lambda r: r["batch"]["jobs_per_s"]) if rows else None
+
+
+def memory_gb(row: dict[str, Any]) -> tuple[float | None, str]:
+    """A configuration's memory and what it is: nvidia-smi's (or RSS) peak; where nvidia-smi
+    listed no process (some containers), torch's peak reserved summed over the workers."""
+    sampled = row.get("memory") or {}
+    if sampled.get("peak_gb"):
+        return sampled["peak_gb"], sampled["source"]
+    torch_cuda = (row.get("batch") or {}).get("torch_cuda") or {}
+    if torch_cuda.get("peak_reserved_gib"):
+        return torch_cuda["peak_reserved_gib"], "torch peak reserved (GiB), nvidia-smi listed none"
+    return None, "none"
 
 
 def _check(name: str, what: str, figure: float | None, detail: str) -> dict[str, Any]:
@@ -48,11 +60,12 @@ def checks(report: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         out.append(_check("throughput", "throughput ≥ 2.5 × sequential", None,
                           "needs the direct run and a batch"))
-    if hub and best and hub.get("memory", {}).get("peak_gb"):
-        one, mem = hub["memory"]["peak_gb"], best["memory"]["peak_gb"]
+    (one, source), (mem, _) = ((memory_gb(hub), memory_gb(best)) if hub and best
+                               else ((None, ""), (None, "")))
+    if best and one and mem:
         out.append(_check("memory", "memory of the fastest configuration ≤ 1.5 × one worker's",
                           mem / one, f"{mem:.2f} GB ({best['config']}) vs {one:.2f} GB "
-                          f"({hub['memory']['source']})"))
+                          f"({source})"))
     else:
         out.append(_check("memory", "memory ≤ 1.5 × one worker's", None, "no memory figures"))
     if hub:
@@ -101,17 +114,17 @@ def _single_table(direct: dict[str, Any] | None, hub: dict[str, Any] | None) -> 
 def _throughput_table(report: dict[str, Any]) -> str:
     direct, hub = report.get("direct"), report.get("hub3d")
     seq = 1 / direct["warm_p50_s"] if direct else None
-    one = hub["memory"]["peak_gb"] if hub and hub.get("memory") else None
+    one = memory_gb(hub)[0] if hub else None
     rows: list[dict[str, Any]] = []
     if seq:
         rows.append({"configuration": "upstream sequential (1 ÷ warm p50)", "jobs/s": _r(seq)})
     for r in _rows(report):
-        b, mem = r["batch"], r["memory"]["peak_gb"]
+        b, mem = r["batch"], memory_gb(r)[0]
         torch_cuda = b.get("torch_cuda") or {}
         rows.append({
             "configuration": r["config"], "jobs/s": _r(b["jobs_per_s"]),
             "× seq": _r(b["jobs_per_s"] / seq) if seq else "—",
-            "mem GB": _r(mem), "× 1 worker": _r(mem / one) if one else "—",
+            "mem GB": _r(mem), "× 1 worker": _r(mem / one) if one and mem else "—",
             "torch GiB": _r(torch_cuda.get("peak_reserved_gib")),
             "p50 job s": _r(b["stages"].get("total"), 3),
             "p50 run_image s": _r(b["stages"].get("sf3d.run_image"), 3),
@@ -150,7 +163,7 @@ def render(report: dict[str, Any]) -> str:
     if args["cpu"]:
         lines.append("CPU REHEARSAL: CPU figures, not the GPU's; memory is worker RSS")
     hub = report.get("hub3d") or {}
-    source = (hub.get("memory") or {}).get("source") or "—"
+    source = memory_gb(hub)[1] if hub else "—"
     lines += ["", "Single jobs (s)", _single_table(report.get("direct"), report.get("hub3d")),
               "", f"Throughput, {args['batch']} jobs submitted at once (memory: {source}, "
               "peak during the batch; torch GiB: the workers' own peak reserved)",
