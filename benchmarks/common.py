@@ -36,10 +36,16 @@ def free_port() -> int:
 
 
 def start(cmd: Sequence[str], url: str, env: dict[str, str] | None = None,
-          health: str = "/health", deadline: float = 60) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(list(cmd), cwd=REPO, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          health: str = "/health", deadline: float = 60,
+          log: Path | None = None) -> subprocess.Popen[bytes]:
+    """A server in its own session, up once `health` answers. The repo goes first on the
+    caller's PYTHONPATH (a wrapper python may have put packages there); its output goes to
+    `log` (quoted when it fails to start) or nowhere."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    with open(log or os.devnull, "wb") as out:
+        proc = subprocess.Popen(list(cmd), cwd=REPO, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": path, **(env or {})},
+                                stdout=out, stderr=subprocess.STDOUT)
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         try:
@@ -48,10 +54,11 @@ def start(cmd: Sequence[str], url: str, env: dict[str, str] | None = None,
         except requests.RequestException:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(f"{cmd} exited with {proc.returncode}")
+            tail = f"; {log} ends:\n{log.read_text(errors='replace')[-2000:]}" if log else ""
+            raise RuntimeError(f"{cmd} exited with {proc.returncode}{tail}")
         time.sleep(0.1)
     stop(proc)
-    raise TimeoutError(f"{cmd} did not come up")
+    raise TimeoutError(f"{cmd} did not come up in {deadline:.0f} s")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -3,16 +3,32 @@ tetrahedral grid the archive lacks generated in the layout upstream reads."""
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-UPSTREAM = REPO.parent / "shared" / "upstream"
+
+
+def _upstream_dir() -> Path:
+    """HUB3D_UPSTREAM_DIR when set; else shared/upstream beside the checkout (as CI lays it out),
+    or inside it (a copy of the tree carried to a machine of its own)."""
+    if os.environ.get("HUB3D_UPSTREAM_DIR"):
+        return Path(os.environ["HUB3D_UPSTREAM_DIR"]).resolve()
+    inside = REPO / "shared" / "upstream"
+    beside = REPO.parent / "shared" / "upstream"
+    return inside if inside.is_dir() and not beside.is_dir() else beside
+
+
+UPSTREAM = _upstream_dir()
 SF3D_ARCHIVE = UPSTREAM / "stable-fast-3d-ff21fc4.tar.gz"
 SF3D_CONFIG = UPSTREAM / "stable-fast-3d-config.yaml"
 FULL_RESOLUTION = 160  # isosurface_resolution of the published config
+# Upstream's real load/tets/160_tets.npz is about a Kuhn split of 80³ cubes (531,441 vertices,
+# 3,072,000 tets); a 160³ one is 8 × larger.
+REAL_GRID_CUBES = 80
 
 # Six tetrahedra per cube, all around the cube's main diagonal (corner 0 to corner 7; corner
 # bits are x, y, z): a conforming grid, every tet the same volume.
@@ -47,11 +63,12 @@ def tet_grid(resolution: int) -> tuple[np.ndarray, np.ndarray]:
     return vertices, tets.astype(np.int64)
 
 
-def write_tets(src: Path, resolution: int) -> Path:
-    """load/tets/<resolution>_tets.npz, as SF3D's MarchingTetrahedraHelper reads it."""
+def write_tets(src: Path, resolution: int, cubes: int | None = None) -> Path:
+    """load/tets/<resolution>_tets.npz, as SF3D's MarchingTetrahedraHelper reads it: a grid of
+    resolution³ cubes, or cubes³ (REAL_GRID_CUBES: about the size of upstream's real file)."""
     path = src / "load" / "tets" / f"{resolution}_tets.npz"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        vertices, indices = tet_grid(resolution)
+        vertices, indices = tet_grid(cubes or resolution)
         np.savez(path, vertices=vertices, indices=indices)
     return path

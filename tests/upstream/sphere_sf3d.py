@@ -43,7 +43,21 @@ class SphereSF3D(SF3DBackend):
         self._job.dir = job.job_dir
         out = super().run(job, report)
         out.metadata["test_edges_built_in_load"] = self.edges_built_in_load
+        if self.device.startswith("cuda"):  # torch's view of this worker's card memory
+            out.metadata["test_torch_cuda"] = _torch_cuda_figures(self.device)
         return out
+
+
+def _torch_cuda_figures(device: str) -> dict[str, float]:
+    import os
+
+    import torch
+
+    gib = 1024**3
+    return {"pid": os.getpid(),
+            "allocated_gib": round(torch.cuda.memory_allocated(device) / gib, 3),
+            "peak_allocated_gib": round(torch.cuda.max_memory_allocated(device) / gib, 3),
+            "peak_reserved_gib": round(torch.cuda.max_memory_reserved(device) / gib, 3)}
 
 
 def install_sphere(model: Any) -> None:
