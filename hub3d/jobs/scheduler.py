@@ -189,9 +189,15 @@ class Scheduler:
                 self._spawn(self._execute(started, lease))
 
     async def _preload(self, model: str) -> None:
-        lease = self.pool.acquire(model, f"preload-{model}")
-        if lease is None:
-            return
+        """Start every worker of the model (each slot takes one preload lease first)."""
+        leases = []
+        for index in range(len(self.pool.entry(model).slots)):
+            lease = self.pool.acquire(model, f"preload-{model}-{index}")
+            if lease is not None:
+                leases.append(lease)
+        await asyncio.gather(*(self._start_one(model, lease) for lease in leases))
+
+    async def _start_one(self, model: str, lease: Lease) -> None:
         try:
             await self.pool.ensure_started(lease, lambda stage, msg: None)
         except (ModelLoadFailed, WorkerDied) as exc:

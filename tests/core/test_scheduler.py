@@ -127,3 +127,16 @@ def test_restart_mid_job_retries_it_once(tmp_path: Path) -> None:
         finally:
             await core2.stop()
     run(main())
+
+
+def test_preload_starts_every_worker_of_the_model(tmp_path: Path) -> None:
+    async def main() -> None:
+        core = await Core(tmp_path, slots=2, options={"preload": True}).start()
+        try:
+            slots = core.pool.models["slow"].slots
+            await core.until(lambda: all(s.ready for s in slots), 30)
+            assert len({s.worker.pid for s in slots if s.worker}) == 2
+            assert not core.pool.running()  # the preload leases are all given back
+        finally:
+            await core.stop()
+    run(main())
