@@ -35,7 +35,7 @@ from hub3d.workers.protocol import (
     write_message,
 )
 
-__all__ = ["main"]
+__all__ = ["main", "run_job"]
 
 
 class _StageClock:
@@ -77,9 +77,11 @@ def _spent(clock: _StageClock, started: float) -> dict[str, float]:
     return timings
 
 
-def _run_job(backend: Backend, cls: type[Backend], msg: Run,
-             send: Callable[[Message], None]) -> bool:
-    """Run one job; returns False when the worker must exit afterwards."""
+def run_job(backend: Backend, cls: type[Backend], msg: Run,
+            send: Callable[[Message], None]) -> bool:
+    """Run one job whose files are in `msg.job_dir`, reporting through `send` (Stage*, then Done
+    or Failed); returns False when the worker must exit afterwards. The process worker and the
+    Ray actor both run jobs through it."""
     job_id = msg.job_id
     clock = _StageClock(send, job_id)
     started = time.perf_counter()
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         if not isinstance(msg, Run):
             raise ProtocolError(f"the worker takes Run and Exit, not {type(msg).__name__}")
-        if not _run_job(backend, cls, msg, send):
+        if not run_job(backend, cls, msg, send):
             return 3
     return 0
 
