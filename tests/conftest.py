@@ -82,3 +82,35 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Ray cluster on this machine: the head and node `n1`, one CPU each (each node's
+    custom resource `hub3d_<name>` places work on it). Stopped after the module; its teardown
+    fails the module's last test if any Ray process is left."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[test]'")
+    from tests.ray_cluster import RayCluster
+
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    cluster = RayCluster(tmp_path_factory.mktemp("ray"), env={"PYTHONPATH": path})
+    try:
+        cluster.start(num_cpus=1)
+        cluster.add_node("n1", num_cpus=1)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_driver(ray_cluster: Any) -> Iterator[Any]:
+    """This test process connected to `ray_cluster` as a driver (on the head's raylet)."""
+    import logging
+
+    import ray
+
+    ray.init(address=ray_cluster.address, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
