@@ -203,14 +203,19 @@ async def cancel_figures(actor: Any) -> dict[str, Any]:
 
 async def node_loss_figures(cluster: RayCluster, actor_cls: Any) -> dict[str, Any]:
     """An actor (max_restarts=1, soft affinity) on a node that is SIGKILLed mid-job."""
+    import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     victim = cluster.add_node("victim", num_cpus=1)
     assert victim.node_id is not None
+    # soft affinity falls back to another node until the scheduler knows the new one
+    probe = actor_cls.options(resources={victim.resource: 1}, num_cpus=0).remote(SLOW)
+    await probe.ready.remote()
+    ray.kill(probe)
     actor = actor_cls.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(victim.node_id, soft=True),
         max_restarts=1, max_concurrency=4).remote(SLOW, "cpu", 1)
-    await actor.ready.remote()
+    placed = (await actor.where.remote())["node_id"]
     stream = actor.run.remote("lost", {"sleep_s": 60}, sample_png(64))
     first = await stream.__anext__()
     await first
@@ -223,6 +228,7 @@ async def node_loss_figures(cluster: RayCluster, actor_cls: Any) -> dict[str, An
     except Exception as exc:
         error = exc
     seen_s = time.perf_counter() - killed_at
+    names = {n.node_id: n.name for n in cluster.nodes}
     while True:  # Ray queues calls while it restarts the actor elsewhere
         try:
             where = await actor.where.remote()
@@ -231,7 +237,7 @@ async def node_loss_figures(cluster: RayCluster, actor_cls: Any) -> dict[str, An
             await asyncio.sleep(0.2)
     return {"error": type(error).__name__, "message": str(error)[:300],
             "caller_sees_s": round(seen_s, 2),
-            "restarted_on_head": where["node_id"] == cluster.head.node_id,
+            "placed_on": names.get(placed), "restarted_on": names.get(where["node_id"]),
             "answers_again_s": round(time.perf_counter() - killed_at, 2)}
 
 

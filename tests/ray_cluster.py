@@ -86,6 +86,7 @@ class RayNode:
     log_path: Path
     proc: subprocess.Popen[bytes]
     resource: str = ""
+    _node_id: str | None = None
 
     def __post_init__(self) -> None:
         self.resource = self.resource or f"hub3d_{self.name}"
@@ -116,15 +117,15 @@ class RayNode:
 
     @property
     def node_id(self) -> str | None:
-        """The node's id (hex), read from its raylet's command line; None until it runs."""
-        raylet = self.raylet()
-        if raylet is None:
-            return None
-        with contextlib.suppress(psutil.Error):
-            for arg in raylet.cmdline():
-                if arg.startswith("--node_id="):
-                    return arg.partition("=")[2]
-        return None
+        """The node's id (hex), read from its raylet's command line once it runs (and kept
+        after the node is killed); None before."""
+        raylet = None if self._node_id else self.raylet()
+        if raylet is not None:
+            with contextlib.suppress(psutil.Error):
+                for arg in raylet.cmdline():
+                    if arg.startswith("--node_id="):
+                        self._node_id = arg.partition("=")[2]
+        return self._node_id
 
     def memory_mb(self) -> dict[str, float]:
         """RSS summed over the node's processes (shared pages counted in each) and PSS."""
@@ -204,8 +205,10 @@ class RayCluster:
         temp_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.root / f"{name}.log"
         resource = f"hub3d_{name}"
+        (self.root / "tmp").mkdir(exist_ok=True)
         env = {
             **os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+            "TMPDIR": str(self.root / "tmp"),  # what the nodes' workers write stays in here
             # the autoscaler's metrics server otherwise takes the same fixed port in every run
             "AUTOSCALER_METRIC_PORT": str(_free_port()), **self.env,
         }

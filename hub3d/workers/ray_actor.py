@@ -16,6 +16,7 @@ stage report, as threads cannot be interrupted.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import tempfile
@@ -67,6 +68,30 @@ class JobCanceled(ModelError):
 _END = object()  # the job's thread is done: nothing more comes from it
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _scratch_dir() -> Path:
+    """This actor's folder under the node's temp dir. Folders of actors that died without
+    cleaning up (killed, node lost) go first: they may hold users' images."""
+    root = Path(tempfile.gettempdir()) / "hub3d-ray-jobs"
+    root.mkdir(exist_ok=True)
+    for folder in root.iterdir():
+        pid = folder.name.partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    mine = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+    atexit.register(shutil.rmtree, mine, ignore_errors=True)  # a graceful exit cleans up too
+    return mine
+
+
 class _Folder:
     """A job's scratch folder, removed by whichever of its two users (the job's thread, the
     stream) lets go last: a cancelled stream must not pull it from under a running backend."""
@@ -87,9 +112,14 @@ class ModelActor:
 
     def __init__(self, model_spec: str, device: str = "cpu", jobs: int = 1) -> None:
         self._device = device
-        self._scratch = Path(tempfile.mkdtemp(prefix="hub3d-ray-jobs-"))
+        self._scratch = _scratch_dir()
         self._executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hub3d-job")
-        self._running: set[str] = set()  # jobs whose backend call has not returned yet
+        self._running: set[str] = set()  # jobs whose thread has not ended (or not yet begun)
+        # One send for every job, routing by job id (as the process worker's one pipe is shared
+        # by its jobs): each job's messages go to the queue its stream reads.
+        self._queues: dict[str, asyncio.Queue[Any]] = {}
+        self._canceled: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         started = time.perf_counter()
         # A load failure is reported by ready(), not raised: a raising constructor would make
         # Ray restart the actor over and over, and the caller would see Ray's error, not ours.
@@ -116,8 +146,18 @@ class ModelActor:
         return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
                 "device": self._device}
 
+    def _send(self, message: Message) -> None:
+        """Called from a job's thread. A canceled job stops at its next stage report."""
+        job_id = getattr(message, "job_id", "")
+        if isinstance(message, Stage) and job_id in self._canceled:
+            raise JobCanceled(f"job {job_id} was canceled")
+        queue = self._queues.get(job_id)
+        if queue is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(queue.put_nowait, message)
+
     async def running(self) -> list[str]:
-        """Jobs whose backend is still at work: a cancelled one stays until its next stage."""
+        """Jobs not ended on this actor: at work, or waiting for a thread. A canceled one stays
+        until its backend's next stage report."""
         return sorted(self._running)
 
     async def run(
@@ -132,25 +172,21 @@ class ModelActor:
         if mask is not None:
             (job_dir / "mask.png").write_bytes(mask)
         request = Run(job_id, str(job_dir), params, has_mask=mask is not None)
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        canceled = threading.Event()
-
-        def send(message: Message) -> None:
-            if isinstance(message, Stage) and canceled.is_set():
-                raise JobCanceled(f"job {job_id} was canceled")
-            loop.call_soon_threadsafe(queue.put_nowait, message)
+        self._queues[job_id] = queue
 
         def work() -> None:
-            self._running.add(job_id)
             try:
                 assert self._cls is not None
-                run_job(self._backend, self._cls, request, send)
+                run_job(self._backend, self._cls, request, self._send)
             finally:
                 self._running.discard(job_id)
+                self._canceled.discard(job_id)
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
                 folder.release()
 
+        self._running.add(job_id)
         loop.run_in_executor(self._executor, work)
         try:
             while (message := await queue.get()) is not _END:
@@ -164,7 +200,9 @@ class ModelActor:
             if preview.is_file():  # written by the job's `after`, once Done was sent
                 yield ResultFile(preview.name, preview.read_bytes())
         except BaseException:  # cancelled (or the caller went away): stop at the next stage
-            canceled.set()
+            if job_id in self._running:
+                self._canceled.add(job_id)
             raise
         finally:
+            self._queues.pop(job_id, None)
             folder.release()
