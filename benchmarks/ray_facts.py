@@ -250,6 +250,7 @@ def main() -> None:
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
                                          if p)}
     cluster = RayCluster(work / "c", env=env)
+    os.environ.update(cluster.client_env)  # before anything imports ray (it reads them then)
     figures: dict[str, Any] = {"load_avg": os.getloadavg()}
     try:
         t = time.perf_counter()

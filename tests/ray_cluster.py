@@ -10,7 +10,8 @@ the caller's folder, so runs side by side on one machine never meet.
 Nodes advertise a loopback address: Ray rewrites 127.0.0.1 itself to the machine's routable
 address (multi-node clusters refuse a 127.0.0.1 node), so another 127/8 address is used, which
 keeps all cluster traffic on loopback. Ray's gRPC servers (GCS, raylets, workers) still listen on
-every interface, whatever the node address: nothing in Ray 2.60 binds them to one.
+every interface, whatever the node address: nothing in Ray 2.60 binds them to one. So the
+cluster takes only clients holding its token (Ray's token authentication): `client_env`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -180,6 +182,8 @@ class RayCluster:
     node_ip: str = NODE_IP
     port: int = field(default_factory=_free_port)
     env: dict[str, str] = field(default_factory=dict)  # e.g. RAY_health_check_period_ms
+    # Ray's servers listen on every interface: only clients holding this token get in.
+    token: str = field(default_factory=lambda: secrets.token_hex(32))
     nodes: list[RayNode] = field(default_factory=list)
     _own_root: Path | None = None
 
@@ -191,6 +195,12 @@ class RayCluster:
     @property
     def address(self) -> str:
         return f"{self.node_ip}:{self.port}"
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a driver's environment needs to connect (set before `ray.init`; a process
+        keeps the first token it read)."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
 
     @property
     def head(self) -> RayNode:
@@ -209,6 +219,7 @@ class RayCluster:
         env = {
             **os.environ, "RAY_USAGE_STATS_ENABLED": "0",
             "TMPDIR": str(self.root / "tmp"),  # what the nodes' workers write stays in here
+            **self.client_env,
             # the autoscaler's metrics server otherwise takes the same fixed port in every run
             "AUTOSCALER_METRIC_PORT": str(_free_port()), **self.env,
         }

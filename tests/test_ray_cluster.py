@@ -8,6 +8,7 @@ behind, even when the process that started it is killed.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import subprocess
@@ -257,15 +258,34 @@ def test_a_control_plane_thread_drives_jobs_from_its_own_event_loop(ray_cluster:
         thread.join()
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=REPO, timeout=90)
+                         cwd=REPO, timeout=90, env={**os.environ, **ray_cluster.client_env})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "uvicorn ['Stage', 'Stage', 'Stage', 'Finished', 'ResultFile']" in out.stdout
+
+
+def test_a_client_without_the_cluster_token_is_refused(ray_cluster: Any) -> None:
+    """Ray listens on every interface: the token is what keeps others out. The ConnectionError
+    comes after Ray's 20 retries, 1 s apart; the traceback before it names the token."""
+    script = textwrap.dedent(f"""
+        import ray
+        ray.init(address={ray_cluster.address!r}, log_to_driver=False)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=REPO, timeout=90, env=env)
+    assert out.returncode == 1
+    assert "ConnectionError: Failed to connect to Ray cluster at" in out.stderr
+    assert "AuthenticationError: RPC error: InvalidAuthToken: Authentication token is missing" \
+        " or incorrect" in out.stderr
+    assert time.monotonic() - started < 40
 
 
 def test_a_killed_test_run_leaves_no_ray_process(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     """The process that started a cluster is SIGKILLed: every process of its nodes ends."""
-    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[test]'")
+    if importlib.util.find_spec("ray") is None:  # not imported here: see ray_driver
+        pytest.skip("Ray is not installed: pip install -e '.[test]'")
     root = tmp_path_factory.mktemp("rk")  # short: Ray's socket paths must fit in 107 bytes
     script = textwrap.dedent(f"""
         import sys, time
