@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,51 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+# One token for every cluster of a test run: a process keeps the first Ray token it reads.
+_RAY_TOKEN = secrets.token_hex(32)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Ray cluster on this machine: the head and node `n1`, one CPU each (each node's
+    custom resource `hub3d_<name>` places work on it). Stopped after the module; its teardown
+    fails the module's last test if any Ray process is left."""
+    if importlib.util.find_spec("ray") is None:  # not imported here: see ray_driver
+        pytest.skip("Ray is not installed: pip install -e '.[test]'")
+    from tests.ray_cluster import RayCluster
+
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    # A lost node is declared dead after 5 missed health checks, 1 s apart (Ray's are 3 s apart
+    # by default: ~15 s), so the node-loss test waits less for Ray's restart.
+    env = {"PYTHONPATH": path, "RAY_health_check_period_ms": "1000"}
+    cluster = RayCluster(tmp_path_factory.mktemp("ray"), env=env, token=_RAY_TOKEN)
+    try:
+        cluster.start(num_cpus=1)
+        cluster.add_node("n1", num_cpus=1)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_driver(ray_cluster: Any) -> Iterator[Any]:
+    """This test process connected to `ray_cluster` as a driver (on the head's raylet), with
+    the cluster's token in its environment (subprocesses inherit it)."""
+    import logging
+
+    saved = {name: os.environ.get(name) for name in ray_cluster.client_env}
+    os.environ.update(ray_cluster.client_env)
+    import ray  # reads its auth settings on import: the token must be in place by then
+
+    ray.init(address=ray_cluster.address, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
