@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     warmup: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=_env("warmup", "HUB3D_WARMUP"))
     preload: bool = Field(False, validation_alias=_env("preload", "HUB3D_PRELOAD"))
+    # A Ray cluster to run the models on (`auto`: the one this machine is part of); unset:
+    # worker processes on this machine.
+    ray_address: str | None = Field(
+        None, validation_alias=_env("ray_address", "HUB3D_RAY_ADDRESS"))
     max_upload_mb: float = Field(
         25.0, gt=0, validation_alias=_env("max_upload_mb", "HUB3D_MAX_UPLOAD_MB")
     )

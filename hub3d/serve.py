@@ -18,7 +18,7 @@ _FLAGS = {  # flag → Settings field; unset flags fall back to env vars, then d
     "port": int, "host": str, "models": str, "data_dir": str, "api_key": str,
     "max_queue_size": int, "max_concurrent": int, "devices": str, "result_ttl_hours": float,
     "root_path": str, "log_level": str, "viewer_dir": str, "jobs_per_worker": int,
-    "job_timeout_s": float, "warmup": str,
+    "job_timeout_s": float, "warmup": str, "ray_address": str,
 }
 
 
@@ -112,5 +112,8 @@ def register(subparsers: Any) -> None:
                    help="fail a job still running after this long (env HUB3D_JOB_TIMEOUT_S)")
     p.add_argument("--warmup", choices=("auto", "on", "off"),
                    help="a warm-up job after each load (env HUB3D_WARMUP; auto: where it pays)")
+    p.add_argument("--ray-address", dest="ray_address",
+                   help="run the models on this Ray cluster (`auto`: the one this machine is "
+                        "part of; env HUB3D_RAY_ADDRESS; needs hub3d[ray])")
     p.add_argument("--preload", action="store_true", help="load models at start, not first job")
     p.set_defaults(func=_serve)

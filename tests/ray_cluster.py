@@ -184,6 +184,7 @@ class RayCluster:
     env: dict[str, str] = field(default_factory=dict)  # e.g. RAY_health_check_period_ms
     # Ray's servers listen on every interface: only clients holding this token get in.
     token: str = field(default_factory=lambda: secrets.token_hex(32))
+    ray: str = field(default_factory=ray_executable)  # the `ray` of the env the nodes run in
     nodes: list[RayNode] = field(default_factory=list)
     _own_root: Path | None = None
 
@@ -224,7 +225,7 @@ class RayCluster:
             "AUTOSCALER_METRIC_PORT": str(_free_port()), **self.env,
         }
         cmd = [
-            ray_executable(), "start", "--block", *args,
+            self.ray, "start", "--block", *args,
             "--node-ip-address", self.node_ip, "--num-cpus", str(num_cpus), "--num-gpus", "0",
             "--resources", json.dumps({resource: 100, **resources}),
             "--temp-dir", str(temp_dir), "--object-store-memory", str(OBJECT_STORE_BYTES),

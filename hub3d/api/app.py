@@ -22,7 +22,7 @@ from hub3d.gpu import GPU, free_vram_gb, query_gpus
 from hub3d.jobs.scheduler import Scheduler
 from hub3d.jobs.store import JobStore
 from hub3d.models.catalog import Catalog
-from hub3d.workers.pool import WorkerPool
+from hub3d.workers.pool import make_pool
 
 __all__ = ["create_app"]
 
@@ -41,8 +41,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = JobStore(settings.data_dir)
-        pool = WorkerPool(settings, catalog=catalog, vram_probe=vram_probe,
-                          gpu_lister=gpu_lister)
+        pool = make_pool(settings, catalog=catalog, vram_probe=vram_probe,
+                         gpu_lister=gpu_lister)
         scheduler = Scheduler(settings=settings, store=store, pool=pool)
         app.state.metrics = metrics.Metrics()
         scheduler.on_finished.append(app.state.metrics.job_finished)

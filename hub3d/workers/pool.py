@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from hub3d.config import Settings
@@ -22,99 +21,13 @@ from hub3d.models.base import Backend
 from hub3d.models.catalog import Catalog, CatalogEntry
 from hub3d.workers.process import StageCallback, WorkerProcess
 from hub3d.workers.protocol import Done, Failed, Run
+from hub3d.workers.slots import Lease, Slot, SlotState, Worker
 from hub3d.workers.threads import thread_env
 
-__all__ = ["Lease", "ModelEntry", "Slot", "SlotState", "WorkerPool"]
+__all__ = ["Lease", "ModelEntry", "Slot", "SlotState", "Worker", "WorkerPool", "make_pool"]
 
 # After a failed load, new jobs for that model get 503 for this long instead of a doomed retry.
 LOAD_RETRY_AFTER_S = 30.0
-
-
-class SlotState(str, Enum):
-    """Where a slot's worker process is. Jobs are counted apart (Slot.jobs)."""
-
-    STOPPED = "stopped"  # no worker process
-    LOADING = "loading"  # its worker is starting and loading the model
-    READY = "ready"  # a loaded worker
-    STOPPING = "stopping"  # its worker is being ended (unload, VRAM, replacement)
-
-
-@dataclass
-class Slot:
-    """One worker process's place, for one model on one device. Each state change is a method
-    that checks the state it starts from."""
-
-    model: str
-    device: str
-    index: int
-    capacity: int = 1
-    worker: WorkerProcess | None = None
-    state: SlotState = SlotState.STOPPED
-    last_used: float = 0.0
-    jobs: set[str] = field(default_factory=set)
-    draining: bool = False  # replace the worker once its jobs end (after an OOM)
-    starting: asyncio.Future[None] | None = None  # the load the slot's jobs wait for
-
-    @property
-    def job_id(self) -> str | None:
-        """One of its jobs (the only one, with capacity 1); None when idle."""
-        return next(iter(sorted(self.jobs)), None)
-
-    @property
-    def free(self) -> bool:
-        """It can take another job now."""
-        return (len(self.jobs) < self.capacity and not self.draining
-                and self.state is not SlotState.STOPPING)
-
-    @property
-    def idle(self) -> bool:
-        return not self.jobs and self.state in (SlotState.STOPPED, SlotState.READY)
-
-    @property
-    def ready(self) -> bool:
-        """A loaded worker is alive (a worker can die while READY: then it is not)."""
-        return (self.state is SlotState.READY and self.worker is not None
-                and self.worker.alive)
-
-    @property
-    def public_state(self) -> str:
-        """What /models shows per worker: loading, busy, ready or stopped."""
-        if self.state is SlotState.LOADING:
-            return "loading"
-        if not self.ready:
-            return "stopped"
-        return "busy" if self.jobs else "ready"
-
-    def _move(self, to: SlotState, *allowed: SlotState) -> None:
-        if self.state not in allowed:
-            raise RuntimeError(f"slot {self.model}/{self.device}/{self.index}: cannot go"
-                               f" {self.state.value} → {to.value}")
-        self.state = to
-
-    def loading(self) -> None:
-        self._move(SlotState.LOADING, SlotState.STOPPED)
-
-    def loaded(self, ok: bool) -> None:
-        self._move(SlotState.READY if ok else SlotState.STOPPED, SlotState.LOADING)
-
-    def stopping(self) -> None:
-        self._move(SlotState.STOPPING, SlotState.READY, SlotState.STOPPED)
-
-    def stopped(self) -> None:
-        self._move(SlotState.STOPPED, SlotState.STOPPING, SlotState.READY, SlotState.STOPPED)
-        self.worker, self.draining = None, False
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A job's place on a slot, from dispatch to its end."""
-
-    slot: Slot
-    job_id: str
-
-    @property
-    def device(self) -> str:
-        return self.slot.device
 
 
 @dataclass
@@ -199,8 +112,8 @@ class WorkerPool:
         return self.catalog.backend(model)
 
     def capacity(self) -> int:
-        """Jobs that can run at once, over all models and devices."""
-        return sum(s.capacity for e in self.models.values() for s in e.slots)
+        """Jobs that can run at once, over all models and devices (a lost one's aside)."""
+        return sum(s.capacity for e in self.models.values() for s in e.slots if not s.lost)
 
     def running(self) -> set[str]:
         """The jobs a slot is working on now."""
@@ -266,17 +179,22 @@ class WorkerPool:
             on_stage("loading_model", f"waiting for {slot.model} to load on {slot.device}")
             await asyncio.shield(slot.starting)
 
+    def _make_worker(self, slot: Slot, entry: ModelEntry) -> Worker:
+        """A worker for the slot, not yet started: a child process here (the Ray pool makes
+        an actor on one of the cluster's nodes)."""
+        return WorkerProcess(
+            model_spec=entry.model.spec, device=slot.device, python=entry.model.python,
+            env={**self._threads[slot.model], **entry.model.worker_env}, jobs=slot.capacity,
+            warmup=self.settings.warmup,
+            log_path=self.log_dir / f"worker-{slot.model}-{slot.device.replace(':', '')}"
+                                    f"-{slot.index}.log",
+        )
+
     async def _start(self, slot: Slot, on_stage: StageCallback) -> None:
         entry = self.entry(slot.model)
         assert entry.cls is not None
         await self._make_room(slot, entry.cls, on_stage)
-        env = {**self._threads[slot.model], **entry.model.worker_env}
-        slot.worker = WorkerProcess(
-            model_spec=entry.model.spec, device=slot.device, python=entry.model.python,
-            env=env, jobs=slot.capacity, warmup=self.settings.warmup,
-            log_path=self.log_dir / f"worker-{slot.model}-{slot.device.replace(':', '')}"
-                                    f"-{slot.index}.log",
-        )
+        slot.worker = self._make_worker(slot, entry)
         slot.loading()
         try:
             await slot.worker.start()
@@ -377,3 +295,12 @@ class WorkerPool:
                 "capacity": slot.capacity, "load_s": info.load_s if info else None,
                 "warmup_s": info.warmup_s if info else None}
 
+
+
+def make_pool(settings: Settings, *, catalog: Catalog, **seams: Any) -> WorkerPool:
+    """The local pool, or the Ray pool when the settings name a Ray cluster."""
+    if settings.ray_address:
+        from hub3d.workers.ray_pool import RayPool
+
+        return RayPool(settings, catalog=catalog)
+    return WorkerPool(settings, catalog=catalog, **seams)

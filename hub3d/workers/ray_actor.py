@@ -1,16 +1,12 @@
 """A model worker as a Ray actor: one backend loaded once, jobs whose files travel as bytes.
 
-The pool wraps `ModelActor` with `ray.remote(...)` (so importing this module needs no Ray) and
-calls `run`, an async generator: Ray streams each item back to the caller while the job runs.
-A job yields its Stage messages as the backend reports them, then `Finished` (the Done message and
-the result's bytes, one item: each item is a round trip) or `Failed`; a `ResultFile` for an extra
-file (preview.png) may follow. The per-job logic is the process worker's own
-(`hub3d.workers.child.run_job`): the input bytes are written to a scratch job folder on the
-actor's node, the backend runs there, and the files it leaves are read back as bytes.
-
-Several jobs run at once on one actor, each in a thread of its own (up to `jobs`). Cancelling a
-call (`ray.cancel` on its generator) ends the stream at once; the backend is stopped at its next
-stage report, as threads cannot be interrupted.
+The Ray pool wraps `ModelActor` with `ray.remote(...)` (importing this module needs no Ray) and
+calls `run`, an async generator: Ray streams each item back while the job runs — its Stage
+messages as the backend reports them, then `Finished` (the Done message with the result's
+bytes: one item, each item being a round trip) or `Failed`; a `ResultFile` for an extra file
+(preview.png) may follow. The job itself runs exactly as in a worker process: `load_backend`
+and `JobRunner` (hub3d.workers.runner), on a scratch job folder on the actor's node, several
+jobs at once in threads over the one loaded model.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 import traceback
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,12 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from hub3d.errors import ModelError
-from hub3d.models.base import Backend
-from hub3d.models.registry import load_backend_class
-from hub3d.workers.child import run_job
-from hub3d.workers.protocol import Done, Failed, LoadFailed, Message, Ready, Run, Stage
+from hub3d.workers.protocol import Done, Failed, LoadFailed, Message, Ready, Run
+from hub3d.workers.runner import JobRunner, load_backend
 
-__all__ = ["RUNTIME_ENV", "Finished", "JobCanceled", "ModelActor", "ResultFile"]
+__all__ = ["RUNTIME_ENV", "Finished", "ModelActor", "ResultFile"]
 
 # Ray stores any return over 100 KiB in the object store of the actor's node, and the caller then
 # pulls it: 300 kB cost 8 ms across nodes instead of 2 ms inline. Results up to 1 MiB travel in the
@@ -45,7 +38,7 @@ RUNTIME_ENV = {"env_vars": {"RAY_max_direct_call_object_size": str(1 << 20)}}
 
 @dataclass(frozen=True)
 class ResultFile:
-    """A file a job wrote in its folder (the result, or an extra such as preview.png)."""
+    """A file a job wrote in its folder beside its result (preview.png)."""
 
     name: str
     data: bytes
@@ -57,12 +50,6 @@ class Finished:
 
     done: Done
     data: bytes
-
-
-class JobCanceled(ModelError):
-    """Raised at a backend's next stage report once its call was cancelled."""
-
-    code = "canceled"
 
 
 _END = object()  # the job's thread is done: nothing more comes from it
@@ -110,61 +97,61 @@ class _Folder:
 class ModelActor:
     """One backend on one device (Ray sets CUDA_VISIBLE_DEVICES: a GPU actor gets `cuda:0`)."""
 
-    def __init__(self, model_spec: str, device: str = "cpu", jobs: int = 1) -> None:
+    def __init__(self, model_spec: str, device: str = "cpu", jobs: int = 1,
+                 warmup: str = "auto") -> None:
         self._device = device
         self._scratch = _scratch_dir()
         self._executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hub3d-job")
         self._running: set[str] = set()  # jobs whose thread has not ended (or not yet begun)
-        # One send for every job, routing by job id (as the process worker's one pipe is shared
-        # by its jobs): each job's messages go to the queue its stream reads.
+        # one send for every job, routing by job id (as the process worker's one pipe is shared
+        # by its jobs): each job's messages go to the queue its stream reads
         self._queues: dict[str, asyncio.Queue[Any]] = {}
-        self._canceled: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        started = time.perf_counter()
+        self._runner: JobRunner | None = None
         # A load failure is reported by ready(), not raised: a raising constructor would make
         # Ray restart the actor over and over, and the caller would see Ray's error, not ours.
         self._status: Ready | LoadFailed
-        self._cls: type[Backend] | None = None
         try:
-            self._cls = load_backend_class(model_spec)
-            self._backend = self._cls()
-            self._backend.load(device)
+            backend, cls, self._status = load_backend(model_spec, device, warmup=warmup,
+                                                      jobs=jobs)
         except BaseException as exc:  # noqa: BLE001 — any load failure is the model's
             traceback.print_exc()
             message = exc.message if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
             self._status = LoadFailed(message)
         else:
-            self._status = Ready(round(time.perf_counter() - started, 3), device)
+            self._runner = JobRunner(backend, cls, self._send, model_spec.partition("=")[0])
 
     async def ready(self) -> Ready | LoadFailed:
         return self._status
 
     async def where(self) -> dict[str, Any]:
-        """The node and process the actor runs in (placement checks, kill tests)."""
+        """The node and process the actor runs in."""
         import ray
 
         return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
                 "device": self._device}
 
+    async def running(self) -> list[str]:
+        """Jobs not ended on this actor: at work, or waiting for a thread."""
+        return sorted(self._running)
+
+    async def cancel(self, job_id: str) -> None:
+        """Stop one job at its next stage report (threads cannot be interrupted)."""
+        if self._runner is not None and job_id in self._running:
+            self._runner.cancel(job_id)
+
     def _send(self, message: Message) -> None:
-        """Called from a job's thread. A canceled job stops at its next stage report."""
-        job_id = getattr(message, "job_id", "")
-        if isinstance(message, Stage) and job_id in self._canceled:
-            raise JobCanceled(f"job {job_id} was canceled")
-        queue = self._queues.get(job_id)
+        """Called from a job's thread: the message goes to that job's stream."""
+        queue = self._queues.get(getattr(message, "job_id", ""))
         if queue is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(queue.put_nowait, message)
-
-    async def running(self) -> list[str]:
-        """Jobs not ended on this actor: at work, or waiting for a thread. A canceled one stays
-        until its backend's next stage report."""
-        return sorted(self._running)
 
     async def run(
         self, job_id: str, params: dict[str, Any], image: bytes, mask: bytes | None = None,
     ) -> AsyncIterator[Message | Finished | ResultFile]:
         """Run one job; yields Stage*, then Finished (+ extra ResultFiles) or Failed."""
-        if not isinstance(self._status, Ready) or self._cls is None:
+        runner = self._runner
+        if runner is None:
             raise RuntimeError(f"the model did not load: {self._status}")
         job_dir = Path(tempfile.mkdtemp(prefix=f"{job_id[:16]}-", dir=self._scratch))
         folder = _Folder(job_dir)
@@ -178,11 +165,9 @@ class ModelActor:
 
         def work() -> None:
             try:
-                assert self._cls is not None
-                run_job(self._backend, self._cls, request, self._send)
+                runner.run(request)
             finally:
                 self._running.discard(job_id)
-                self._canceled.discard(job_id)
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
                 folder.release()
 
@@ -201,7 +186,7 @@ class ModelActor:
                 yield ResultFile(preview.name, preview.read_bytes())
         except BaseException:  # cancelled (or the caller went away): stop at the next stage
             if job_id in self._running:
-                self._canceled.add(job_id)
+                runner.cancel(job_id)
             raise
         finally:
             self._queues.pop(job_id, None)
