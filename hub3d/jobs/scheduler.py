@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from hub3d import formats
 from hub3d.config import Settings
-from hub3d.errors import ErrorCode, Hub3DError, JobNotFound, JobNotReady, QueueFull
+from hub3d.errors import ErrorCode, JobNotFound, JobNotReady, QueueFull
 from hub3d.fsutil import disk_full
 from hub3d.jobs.ends import Completed, Dropped, Failure, JobEnd, Requeue, code_of, stage_durations
+from hub3d.jobs.outputs import for_the_backend, in_its_format
 from hub3d.jobs.record import Job, JobStatus
 from hub3d.jobs.recorder import EndRecorder
 from hub3d.jobs.store import JobStore
@@ -215,40 +214,11 @@ class Scheduler:
                 self._notify(job_id, job)
         return report
 
-    def _worker_params(self, job: Job) -> dict[str, Any]:
-        """The job's params as its backend takes them: the format it writes itself (a USDZ
-        asked for is made here, from the GLB it writes)."""
-        wanted = job.params.get("output_format")
-        if not wanted or job.model not in self.pool.catalog:
-            return job.params
-        return {**job.params, "output_format": self.pool.catalog.entry(job.model).native_for(
-            str(wanted))}
-
-    async def _in_its_format(self, job: Job, end: JobEnd) -> JobEnd:
-        """The result in the format the job asked for, converted (once, atomically, off the
-        event loop) from what the backend wrote when they differ."""
-        wanted = job.params.get("output_format")
-        if not isinstance(end, Completed) or not wanted:
-            return end
-        fmt = formats.get(str(wanted))
-        native = self.store.job_dir(job.id) / end.done.result
-        if native.name.endswith(fmt.suffix):
-            return end
-        started = time.perf_counter()
-        try:
-            made = await asyncio.to_thread(formats.convert_beside, native, fmt.name)
-        except Hub3DError as exc:
-            return Failure(f"the {job.model} result could not be converted to {fmt.name}: "
-                           f"{exc.message}", ErrorCode.INTERNAL, end.spent)
-        done = dataclasses.replace(end.done, result=made.name, media_type=fmt.media_type,
-                                   metadata={**end.done.metadata, "native_result": native.name})
-        spent = {**end.spent, "convert": round(time.perf_counter() - started, 6)}
-        return Completed(done, end.device, spent)
-
     async def _execute(self, job: Job, lease: Lease) -> None:
         try:
             try:
-                end = await self._in_its_format(job, await self._run(job, lease))
+                end = await in_its_format(job, await self._run(job, lease),
+                                          self.store.job_dir(job.id))
             except Exception as exc:  # never leave a job in "processing"
                 log.exception("job %s: unexpected scheduler error", job.id)
                 end = Failure(f"server-side bug while running this '{job.model}' job "
@@ -280,8 +250,8 @@ class Scheduler:
                     spent["model_load"] = round(time.perf_counter() - started, 6)
             if self.get(job.id).status is not JobStatus.PROCESSING:
                 return Dropped()  # canceled while the model loaded
-            request = Run(job.id, str(self.store.job_dir(job.id)), self._worker_params(job),
-                          job.has_mask)
+            request = Run(job.id, str(self.store.job_dir(job.id)),
+                          for_the_backend(job, self.pool.catalog), job.has_mask)
             answer = await asyncio.wait_for(self.pool.run(lease, request, report), timeout)
         except ModelLoadFailed as exc:
             return Failure(f"model '{job.model}' failed to load: {exc}",
