@@ -85,6 +85,10 @@ def test_each_model_has_a_worker_on_each_node_and_jobs_spread_over_them(
     assert all(w["pid"] for w in slow["workers"]) and slow["state"] == "ready"
     health = requests.get(f"{server.url}/health", timeout=10).json()
     assert health["status"] == "healthy" and health["queue"]["slots"] == 4
+    metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+    up = [line for line in metrics.splitlines()
+          if line.startswith('hub3d_worker_up{') and 'model="slow"' in line]
+    assert len(up) == 2 and all(line.endswith(" 1.0") for line in up), up  # a worker a node
 
 
 def test_the_same_client_batch_gives_the_same_files_as_a_local_server(
