@@ -400,3 +400,23 @@ def test_offline_env_not_loaded_here_warns(tmp_path: Path) -> None:
     assert f"set -a; . {path}; set +a" in row.fix
     loaded = offline_env(tmp_path, {"HF_HUB_OFFLINE": "1", "HF_HOME": "/d/weights/hf"})
     assert by_name(rows_from_facts(facts(offline_env=loaded)))["offline.env"].status == "ok"
+
+
+def test_a_fetched_data_dir_needs_no_offline_env_loaded(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What fetch-weights wrote to offline.env is what the server finds in the data dir by
+    itself: doctor does not ask for the file to be loaded."""
+    from hub3d.doctor import host
+    from hub3d.models.files import resolve_files
+    from hub3d.models.sf3d import WEIGHTS
+    from hub3d.weights import write_offline_env
+    from tests.test_catalog import fetched_layout
+
+    for name in ("HF_HOME", "HF_HUB_OFFLINE", "U2NET_HOME", "HF_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    data = fetched_layout(tmp_path / "data")
+    write_offline_env(data, resolve_files(WEIGHTS, data, {}).env)
+    facts = host.gather("", data)
+    assert facts["offline_env"]["unset"] == []
+    write_offline_env(data, {"HUB3D_SAM3D_PYTHON": "/envs/sam3d/bin/python"})  # not in data
+    assert host.gather("", data)["offline_env"]["unset"] == ["HUB3D_SAM3D_PYTHON"]

@@ -19,12 +19,26 @@ def gather(python: str = "", data_dir: Path | None = None) -> dict[str, Any]:
 
     return {"server_proxy": server_proxy_check(),
             "disk_free_gb": shutil.disk_usage(Path.home()).free / 2**30,
-            "offline_env": offline_env(data_dir_from_env(data_dir), dict(os.environ))}
+            "offline_env": offline_env(data_dir_from_env(data_dir),
+                                       _as_served(data_dir_from_env(data_dir)))}
+
+
+def _as_served(data_dir: Path) -> dict[str, str]:
+    """This environment as the server's workers get it: with what the model catalog finds in
+    the data dir itself (fetched checkpoints, caches, offline mode) for every installed model."""
+    from hub3d.models.catalog import Catalog
+    from hub3d.models.registry import available_models
+
+    env = dict(os.environ)
+    for entry in Catalog.build(list(available_models()), data_dir):
+        env.update(entry.worker_env)
+    return env
 
 
 def offline_env(data_dir: Path, env: dict[str, str]) -> dict[str, Any] | None:
-    """The settings `hub3d fetch-weights` (or a recipe) wrote to <data dir>/offline.env that this
-    environment lacks: the server reads its environment, never that file."""
+    """The settings `hub3d fetch-weights` (or a recipe) wrote to <data dir>/offline.env that a
+    server started from this environment would not have: the server reads its environment and
+    what the data dir holds (hub3d.models.files), never that file."""
     path = data_dir / "offline.env"
     try:
         text = path.read_text()
