@@ -97,19 +97,10 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     fails the module's last test if any Ray process is left."""
     if importlib.util.find_spec("ray") is None:  # not imported here: see ray_driver
         pytest.skip("Ray is not installed: pip install -e '.[test]'")
-    from tests.ray_cluster import RayCluster
+    from tests.ray_cluster import head_and_n1
 
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    # A lost node is declared dead after 5 missed health checks, 1 s apart (Ray's are 3 s apart
-    # by default: ~15 s), so the node-loss test waits less for Ray's restart.
-    env = {"PYTHONPATH": path, "RAY_health_check_period_ms": "1000"}
-    cluster = RayCluster(tmp_path_factory.mktemp("ray"), env=env, token=_RAY_TOKEN)
-    try:
-        cluster.start(num_cpus=1)
-        cluster.add_node("n1", num_cpus=1)
+    with head_and_n1(tmp_path_factory.mktemp("ray"), token=_RAY_TOKEN) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")

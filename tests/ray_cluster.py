@@ -29,12 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-__all__ = ["NODE_IP", "RayCluster", "RayNode", "ray_executable"]
+__all__ = ["NODE_IP", "RayCluster", "RayNode", "head_and_n1", "ray_executable"]
 
 NODE_IP = "127.0.0.2"
 OBJECT_STORE_BYTES = 100 * 1024 * 1024  # Ray's floor is 75 MiB; a job's bytes are far smaller
@@ -296,3 +298,21 @@ class RayCluster:
             if self._own_root is not None:
                 shutil.rmtree(self._own_root, ignore_errors=True)
         return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def head_and_n1(root: Path, num_cpus: int = 1, env: dict[str, str] | None = None,
+                **options: Any) -> Iterator[RayCluster]:
+    """A head and a node `n1` (num_cpus each), stopped on the way out. The repo is on the
+    nodes' PYTHONPATH (their actors import hub3d and the test backends), and a lost node is
+    declared dead after 5 missed health checks 1 s apart (Ray's default: 3 s apart)."""
+    repo = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
+    cluster = RayCluster(root, env={"PYTHONPATH": path, "RAY_health_check_period_ms": "1000",
+                                    **(env or {})}, **options)
+    try:
+        cluster.start(num_cpus=num_cpus)
+        cluster.add_node("n1", num_cpus=num_cpus)
+        yield cluster
+    finally:
+        cluster.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import os
 import subprocess
 import sys
 import time
@@ -36,17 +35,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Head + node n1, two logical CPUs each (one per model's actor: inflate and slow)."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed: pip install -e '.[test]'")
-    from tests.ray_cluster import RayCluster
+    from tests.ray_cluster import head_and_n1
 
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    made = RayCluster(tmp_path_factory.mktemp("ray"),
-                      env={"PYTHONPATH": path, "RAY_health_check_period_ms": "1000"})
-    try:
-        made.start(num_cpus=2)
-        made.add_node("n1", num_cpus=2)
+    with head_and_n1(tmp_path_factory.mktemp("ray"), num_cpus=2) as made:
         yield made
-    finally:
-        made.stop()
 
 
 @pytest.fixture(scope="module")

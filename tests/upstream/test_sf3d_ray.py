@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import REPO
 from tests.gltf_check import assert_valid_glb
 from tests.servers import ServerProcess
 from tests.upstream.test_sf3d_serve import SPHERE, _disc, _done, _submit
@@ -28,21 +27,16 @@ def cluster(sf3d_env: Path, sf3d_src: Path, model_dir: Path,
         pytest.skip("Ray is not installed: pip install -e '.[test]'")
     from importlib.metadata import version
 
-    from tests.ray_cluster import RayCluster
+    from tests.ray_cluster import head_and_n1
 
     # the nodes run the SF3D env's Python: it needs the control plane's very Ray release
     subprocess.run([str(sf3d_env), "-m", "pip", "install", "-q", f"ray=={version('ray')}"],
                    check=True, timeout=900, capture_output=True)
-    made = RayCluster(tmp_path_factory.mktemp("ray-sf3d"), ray=str(sf3d_env.with_name("ray")),
-                      env={"PYTHONPATH": str(REPO), "HUB3D_SF3D_SRC": str(sf3d_src),
-                           "HUB3D_SF3D_CHECKPOINT": str(model_dir), "HF_HUB_OFFLINE": "1",
-                           "OMP_NUM_THREADS": "1"})
-    try:
-        made.start(num_cpus=1)
-        made.add_node("n1", num_cpus=1)
+    env = {"HUB3D_SF3D_SRC": str(sf3d_src), "HUB3D_SF3D_CHECKPOINT": str(model_dir),
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    with head_and_n1(tmp_path_factory.mktemp("ray-sf3d"), env=env,
+                     ray=str(sf3d_env.with_name("ray"))) as made:
         yield made
-    finally:
-        made.stop()
 
 
 def test_sf3d_jobs_run_on_both_nodes_of_the_cluster(cluster: Any,
