@@ -190,3 +190,22 @@ def test_block_heartbeats_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert lines[-1] == "hub3d stopped (terminated)"
     assert not handle.running and port_is_free(handle.port)
     assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+def test_kept_alive_connections_answer_without_waiting_for_the_clients_ack(
+        tmp_path: Path) -> None:
+    """The socket the server is handed is a TCP one, so its connections get TCP_NODELAY (as
+    asyncio's own do): else every answer on a kept-alive connection waited ~40 ms (Nagle)."""
+    import socket
+
+    handle = start_server(port=free_port(), models="inflate", data_dir=tmp_path)
+    try:
+        with requests.Session() as http:
+            assert http.get(f"{handle.url}/health", timeout=10).ok  # the connection stays open
+            server = handle._server
+            [connection] = [c for c in server.server_state.connections
+                            if c.transport is not None]
+            sock = connection.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        handle.stop()

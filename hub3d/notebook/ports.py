@@ -68,7 +68,10 @@ def bind_socket(host: str, port: int, *,
 
     `another` says how to pick another port where the caller is used ({port}: a suggestion)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, as asyncio's own listening sockets have it: asyncio sets TCP_NODELAY
+    # only on connections whose socket says TCP, and without it every answer on a kept-alive
+    # connection waits ~40 ms for the client's delayed ACK (Nagle)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
