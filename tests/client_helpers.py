@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import ModuleType
+
+from tests.local_http import serving
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_PY = REPO / "client" / "sf3d_client.py"
@@ -67,11 +68,5 @@ class _LoginRedirect(BaseHTTPRequestHandler):
 @contextmanager
 def hub_login_standin() -> Iterator[str]:
     """A tiny HTTP server on 127.0.0.1 answering every request with the hub's login redirect."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _LoginRedirect)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_LoginRedirect) as url:
+        yield url

@@ -37,10 +37,12 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.local_http import LocalHTTPServer
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".npz", ".h5")
 CHUNK = 1 << 20
@@ -119,13 +121,12 @@ class HubStandIn:
     cut_after: dict[str, int] = field(default_factory=dict)  # sha256 → bytes, then drop (once)
     dark: bool = False
     _secret: bytes = field(default_factory=lambda: secrets.token_bytes(16))
-    _servers: list[ThreadingHTTPServer] = field(default_factory=list)
+    _servers: list[LocalHTTPServer] = field(default_factory=list)
 
     def __enter__(self) -> HubStandIn:
         for name in ("hub", "cdn"):
             handler = type(f"{name}_handler", (_Handler,), {"hub": self, "server_name": name})
-            server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            server.daemon_threads = True
+            server = LocalHTTPServer(("127.0.0.1", 0), handler)
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self._servers.append(server)
         return self

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 import requests
 
 from tests.conftest import TEST_MODELS, make_png
+from tests.local_http import serving
 from tests.servers import ServerProcess, wait_done
 from tests.test_api import assert_error
 
@@ -45,11 +45,8 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
 
 @pytest.fixture(scope="module")
 def image_host() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(_Handler) as url:
+        yield url
 
 
 def test_image_url_from_allowed_local_host(start_server: Callable[..., ServerProcess],

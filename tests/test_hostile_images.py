@@ -9,7 +9,6 @@ import http.server
 import io
 import os
 import struct
-import threading
 import time
 import zipfile
 import zlib
@@ -21,6 +20,7 @@ import requests
 from PIL import Image
 
 from tests.conftest import make_png
+from tests.local_http import serving
 from tests.servers import ServerProcess, wait_done
 
 SLOW = "slow=tests.backends.testing:SlowBackend"
@@ -208,11 +208,8 @@ class _HostileHost(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hostile_host() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileHost)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(_HostileHost) as url:
+        yield url
 
 
 def _url_cap_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:

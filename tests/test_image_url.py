@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -13,6 +12,7 @@ import pytest
 from hub3d.errors import ImageTooLarge, InvalidInput
 from hub3d.imaging.fetch import MAX_REDIRECTS, fetch_image_url
 from tests.conftest import make_png
+from tests.local_http import serving
 
 PNG = make_png()
 CAP = 100_000
@@ -69,13 +69,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Handler) as url:
+        yield url
 
 
 def fetch(url: str, allow_private: bool = True, timeout_s: float = 5.0) -> bytes:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import requests
 import trimesh
 from PIL import Image
 
+from tests.local_http import serving
 from tests.servers import REPO, ServerProcess, wait_done
 
 pytest.importorskip("hub3d.imaging.background")
@@ -189,10 +189,8 @@ class RefusingHub(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def refusing_hub() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(RefusingHub) as url:
+        yield url
 
 
 def _layouts(tmp_path: Path, hub: str) -> dict[str, tuple[dict[str, str], str]]:
