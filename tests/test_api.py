@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,27 @@ def test_cancel_queued_and_running(server: ServerProcess, png_b64: str) -> None:
     r = requests.post(f"{server.url}/generate/sync", json={"image": png_b64, "model": "slow"})
     assert r.status_code == 200
     assert requests.get(f"{server.url}/job/{running}").json()["status"] == "canceled"
+
+
+def test_cancel_while_the_model_loads(start_server: Callable[..., ServerProcess],
+                                      png_b64: str) -> None:
+    # A cancel during the load drops the job; the load goes on for the next one and is not
+    # mistaken for a failed load ("died (signal 9) — likely out of memory", then 503s).
+    srv = start_server("--models", "slowload=tests.backends.testing:SlowLoadBackend")
+    first = requests.post(f"{srv.url}/generate", json={"image": png_b64}).json()["job_id"]
+    end = time.monotonic() + 10
+    while requests.get(f"{srv.url}/job/{first}").json()["stage"] != "loading_model":
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    r = requests.delete(f"{srv.url}/job/{first}")
+    assert r.status_code == 200 and r.json()["status"] == "canceled"
+    r = requests.post(f"{srv.url}/generate", json={"image": png_b64})
+    assert r.status_code == 202, r.text
+    assert wait_done(srv.url, r.json()["job_id"])["status"] == "completed"
+    job = requests.get(f"{srv.url}/job/{first}").json()
+    assert job["status"] == "canceled" and job["error_code"] == "canceled", job
+    model = requests.get(f"{srv.url}/models").json()[0]
+    assert model["state"] == "ready" and model["error"] is None, model
 
 
 def test_queue_full_gets_429_with_retry_after(server: ServerProcess, png_b64: str) -> None:

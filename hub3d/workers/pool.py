@@ -246,11 +246,14 @@ class WorkerPool:
     def cancel(self, job_id: str) -> bool:
         """Stop a running job: alone on its worker, the worker is killed (that frees the card at
         once; a fresh one loads for the next job); beside other jobs, it stops at its next
-        stage, and they go on."""
+        stage, and they go on. While its worker loads, the load goes on (other jobs may wait
+        for it; the next one uses it) and the job is dropped when it ends."""
         for entry in self.models.values():
             for slot in entry.slots:
                 if job_id in slot.jobs and slot.worker is not None:
-                    if len(slot.jobs) == 1:
+                    if not slot.ready:
+                        pass
+                    elif len(slot.jobs) == 1:
                         slot.worker.kill()
                     else:
                         slot.worker.cancel(job_id)

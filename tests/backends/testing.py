@@ -65,6 +65,15 @@ class SlowBackend(Backend):
                          after=broken_extra if params.fail == "after" else None)
 
 
+class SlowLoadBackend(SlowBackend):
+    name = "slowload"
+    description = "test backend whose load takes a few seconds, like a real model's"
+
+    def load(self, device: str) -> None:
+        time.sleep(3.0)
+        super().load(device)
+
+
 class BrokenLoadBackend(SlowBackend):
     name = "broken"
     description = "test backend whose load always fails"
