@@ -52,7 +52,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,7 +348,9 @@ class SF3DClient:
         self.timeout, self.reconnect_s, self.queue_wait_s = timeout, reconnect_s, queue_wait_s
         self.use_events, self.poll_interval = use_events, poll_interval
         self._active: set[str] = set()  # jobs this client waits on, for cancel_active()
+        self._submitting = 0  # POSTs in flight: their jobs may exist before their ids are known
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
         self._formats: dict[str, dict[str, dict[str, Any]] | None] = {}  # model → name → info
         self._waiting = False
         self.notify: Callable[[str], None] | None = None  # told when it waits and resumes
@@ -665,8 +667,17 @@ class SF3DClient:
         timings: dict[str, float] = {}
         waits = 0
         if not sync:
-            resp, waits = self._post_job("/generate", image, model, mask, params)
-            job_id = str(resp.json()["job_id"])
+            with self._lock:
+                self._submitting += 1
+            try:
+                resp, waits = self._post_job("/generate", image, model, mask, params)
+                job_id = str(resp.json()["job_id"])
+            finally:
+                with self._settled:
+                    if job_id:
+                        self._active.add(job_id)
+                    self._submitting -= 1
+                    self._settled.notify_all()
         timings["submit_s"] = time.monotonic() - t0
         with self._lock:
             self._active.add(job_id)
@@ -726,9 +737,12 @@ class SF3DClient:
             raise ServerError("the sync answer carries no X-Job-Id: is this a hub3d server?", resp)
         return resp.headers["X-Job-Id"], resp.content
 
-    def cancel_active(self) -> list[str]:
-        """Cancel every job this client is waiting on (Ctrl-C in a batch); their ids."""
-        with self._lock:
+    def cancel_active(self, settle_s: float = 5.0) -> list[str]:
+        """Cancel every job this client is waiting on (Ctrl-C in a batch); their ids. A
+        submission still on its way is waited for (up to `settle_s`): the server may have
+        queued its job already, and that job is canceled too."""
+        with self._settled:
+            self._settled.wait_for(lambda: not self._submitting, timeout=settle_s)
             ids = sorted(self._active)
         for job_id in ids:
             self._cancel_quietly(job_id)
@@ -803,7 +817,12 @@ class SF3DClient:
 
         pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
         try:
-            return list(pool.map(one, list(zip(inputs, targets))))  # noqa: B905 (3.9)
+            futures = [pool.submit(one, pair) for pair in zip(inputs, targets)]  # noqa: B905
+            # Wake often: a Ctrl-C the kernel hands to a request thread is only acted on when
+            # the main thread runs again (a plain wait would sleep until every job ended).
+            while wait(futures, timeout=0.2).not_done:
+                pass
+            return [f.result() for f in futures]
         finally:  # on Ctrl-C, return at once instead of waiting for the jobs in flight
             pool.shutdown(wait=False, cancel_futures=True)
 

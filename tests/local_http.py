@@ -33,3 +33,39 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def slow_tunnel(target: str, answer_delay_s: float) -> type[BaseHTTPRequestHandler]:
+    """A handler that relays every request to `target` and holds each POST's answer back for
+    `answer_delay_s`: a slow tunnel, in which the server has queued a job its client has not
+    heard of yet."""
+    import time
+
+    import requests
+
+    class SlowTunnel(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _relay(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            skip = {"host", "content-length", "connection"}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+            answer = requests.request(self.command, target + self.path, data=body,
+                                      headers=headers, allow_redirects=False, timeout=120)
+            if self.command == "POST":
+                time.sleep(answer_delay_s)
+            self.send_response(answer.status_code)
+            for name, value in answer.headers.items():
+                if name.lower() not in {"content-length", "transfer-encoding", "connection",
+                                        "content-encoding"}:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        do_GET = do_POST = do_DELETE = _relay  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return SlowTunnel

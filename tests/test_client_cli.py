@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from tests.client_helpers import (
     sample_png,
 )
 from tests.conftest import make_png
+from tests.local_http import serving, slow_tunnel
 from tests.servers import ServerProcess
 
 
@@ -167,3 +169,60 @@ def test_ctrl_c_cancels_the_running_jobs(start_server: Callable[..., ServerProce
     assert proc.returncode == 130 and "canceled 1 running job" in err
     jobs = requests.get(f"{srv.url}/queue").json()
     assert jobs["queued"] == 0 and jobs["processing"] == 0
+
+
+def _interrupt_cli(server: str, images: Path, out: Path,
+                   when: Callable[[subprocess.Popen[str]], None]) -> tuple[int, str]:
+    """Start a one-image CLI run of a 60 s job; once `when(proc)` returns, Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, str(CLIENT_PY), str(images / "a.png"), "--server", server,
+         "--model", "slow", "--param", "sleep_s=60", "--out", str(out), "--quiet"],
+        env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        when(proc)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    return proc.returncode, err
+
+
+def _until(check: Callable[[], bool], within: float = 30) -> None:
+    end = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < end
+        time.sleep(0.05)
+
+
+def test_ctrl_c_while_the_submission_is_on_its_way(start_server: Callable[..., ServerProcess],
+                                                   images: Path, tmp_path: Path) -> None:
+    # Through a slow tunnel the server queues the job seconds before the client hears its id:
+    # a Ctrl-C then must still cancel it, not leave it running for nobody.
+    srv = start_server("--models", models(with_slow=True))
+
+    def queued_but_unanswered(proc: subprocess.Popen[str]) -> None:
+        _until(lambda: bool(requests.get(f"{srv.url}/queue").json()["order"]))
+        proc.send_signal(signal.SIGINT)
+
+    with serving(slow_tunnel(srv.url, answer_delay_s=3.0)) as tunnel:
+        status, err = _interrupt_cli(tunnel, images, tmp_path, queued_but_unanswered)
+    assert status == 130 and "canceled 1 running job" in err, err
+    jobs = requests.get(f"{srv.url}/queue").json()
+    assert jobs["queued"] == 0 and jobs["processing"] == 0, jobs
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_ctrl_c_taken_by_a_request_thread(start_server: Callable[..., ServerProcess],
+                                          images: Path, tmp_path: Path) -> None:
+    # The kernel may hand a terminal's SIGINT to any thread of the client; Python acts on it
+    # only when the main thread runs, so the main thread must not sleep until the jobs end.
+    srv = start_server("--models", models(with_slow=True))
+
+    def to_a_request_thread(proc: subprocess.Popen[str]) -> None:
+        _until(lambda: any(j["stage"] == "inference"
+                           for j in requests.get(f"{srv.url}/queue").json()["order"]))
+        tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        assert tids, "the client runs its requests in threads"
+        assert ctypes.CDLL(None, use_errno=True).tgkill(proc.pid, tids[0], signal.SIGINT) == 0
+
+    status, err = _interrupt_cli(srv.url, images, tmp_path, to_a_request_thread)
+    assert status == 130 and "canceled 1 running job" in err, err
