@@ -85,6 +85,8 @@ def test_api_key_generated_once_and_private(tmp_path: Path) -> None:
     assert len(key) >= 32 and resolve_api_key(None, tmp_path) == key
     assert stat.S_IMODE((tmp_path / "api_key").stat().st_mode) == 0o600
     assert resolve_api_key("given", tmp_path) == "given"
+    # typed as `--api-key KEY`, a key that starts with "-" reads as an option (1 in 64 did)
+    assert not [k for i in range(2000) if (k := resolve_api_key(None, tmp_path / str(i)))[0] == "-"]
     handle = start_server(port=free_port(), models="inflate", data_dir=tmp_path, api_key=key)
     assert requests.get(f"{handle.url}/queue", timeout=5).status_code == 401
     assert requests.get(f"{handle.url}/queue", headers=handle.headers(), timeout=5).ok

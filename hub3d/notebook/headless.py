@@ -102,7 +102,7 @@ def reach_lines(port: int, data_dir: Path) -> list[str]:
     if not root:
         return []
     url = hub_proxy_url(port) or f"https://YOUR-HUB{root}/"
-    key = "" if not (data_dir / "api_key").is_file() else ' --api-key "$HUB3D_API_KEY"'
+    key = "" if not (data_dir / "api_key").is_file() else ' --api-key="$HUB3D_API_KEY"'
     return [f"through the hub: {url}",
             f"laptop: python sf3d_client.py photo.png --server {url.rstrip('/')}"
             f' --hub-token "$JUPYTERHUB_TOKEN"{key}'

@@ -31,6 +31,8 @@ def resolve_api_key(api_key: str | None, data_dir: str | Path) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(24)
+    while key.startswith("-"):  # typed as `--api-key KEY`, it would read as an option
+        key = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
