@@ -157,18 +157,21 @@ def test_runs_with_only_stdlib_and_requests(server: ServerProcess, images: Path,
 def test_ctrl_c_cancels_the_running_jobs(start_server: Callable[..., ServerProcess],
                                          images: Path, tmp_path: Path) -> None:
     srv = start_server("--models", models(with_slow=True))
-    proc = subprocess.Popen(
-        [sys.executable, str(CLIENT_PY), str(images / "a.png"), "--server", srv.url,
-         "--model", "slow", "--param", "sleep_s=60", "--out", str(tmp_path), "--quiet"],
-        env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not requests.get(f"{srv.url}/queue").json()["order"]:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "canceled 1 running job" in err
+
+    def once_queued(proc: subprocess.Popen[str]) -> None:
+        _until(lambda: bool(requests.get(f"{srv.url}/queue").json()["order"]))
+        proc.send_signal(signal.SIGINT)
+
+    status, err = _interrupt_cli(srv.url, images, tmp_path, once_queued)
+    assert status == 130 and "canceled 1 running job" in err, err
     jobs = requests.get(f"{srv.url}/queue").json()
     assert jobs["queued"] == 0 and jobs["processing"] == 0
+
+
+def _as_at_a_terminal() -> None:
+    # A run started in the background by a shell without job control inherits SIGINT ignored;
+    # the user this plays has the client in the foreground of a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _interrupt_cli(server: str, images: Path, out: Path,
@@ -177,7 +180,8 @@ def _interrupt_cli(server: str, images: Path, out: Path,
     proc = subprocess.Popen(
         [sys.executable, str(CLIENT_PY), str(images / "a.png"), "--server", server,
          "--model", "slow", "--param", "sleep_s=60", "--out", str(out), "--quiet"],
-        env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_at_a_terminal)
     try:
         when(proc)
         _, err = proc.communicate(timeout=15)
