@@ -663,24 +663,13 @@ class SF3DClient:
         params["output_format"] = output_format
         t0 = time.monotonic()
         name = Path(image).name if isinstance(image, (str, os.PathLike)) else type(image).__name__
-        job_id, data = self._run_sync(image, model, mask, params) if sync else ("", None)
-        timings: dict[str, float] = {}
-        waits = 0
-        if not sync:
+        if sync:
+            (job_id, data), waits = self._run_sync(image, model, mask, params), 0
             with self._lock:
-                self._submitting += 1
-            try:
-                resp, waits = self._post_job("/generate", image, model, mask, params)
-                job_id = str(resp.json()["job_id"])
-            finally:
-                with self._settled:
-                    if job_id:
-                        self._active.add(job_id)
-                    self._submitting -= 1
-                    self._settled.notify_all()
-        timings["submit_s"] = time.monotonic() - t0
-        with self._lock:
-            self._active.add(job_id)
+                self._active.add(job_id)
+        else:
+            (job_id, waits), data = self._submit_tracked(image, model, mask, params), None
+        timings: dict[str, float] = {"submit_s": time.monotonic() - t0}
         try:
             job = self.wait(job_id, timeout, progress)
         except KeyboardInterrupt:
@@ -712,6 +701,24 @@ class SF3DClient:
         if target is not None and write_metadata:
             write_json(metadata_path_for(target), result.full_metadata())
         return result
+
+    def _submit_tracked(self, image: Any, model: str | None, mask: Any,
+                        params: dict[str, Any]) -> tuple[str, int]:
+        """POST /generate; (job id, queue-full waits). The id joins the active jobs as soon as
+        it is known, and cancel_active() waits for a submission still on its way."""
+        with self._lock:
+            self._submitting += 1
+        job_id = ""
+        try:
+            resp, waits = self._post_job("/generate", image, model, mask, params)
+            job_id = str(resp.json()["job_id"])
+            return job_id, waits
+        finally:
+            with self._settled:
+                if job_id:
+                    self._active.add(job_id)
+                self._submitting -= 1
+                self._settled.notify_all()
 
     def _run_sync(self, image: Any, model: str | None, mask: Any,
                   params: dict[str, Any]) -> tuple[str, bytes | None]:

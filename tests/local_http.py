@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
 
 
 class LocalHTTPServer(ThreadingHTTPServer):
@@ -39,9 +42,6 @@ def slow_tunnel(target: str, answer_delay_s: float) -> type[BaseHTTPRequestHandl
     """A handler that relays every request to `target` and holds each POST's answer back for
     `answer_delay_s`: a slow tunnel, in which the server has queued a job its client has not
     heard of yet."""
-    import time
-
-    import requests
 
     class SlowTunnel(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

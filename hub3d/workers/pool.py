@@ -251,11 +251,9 @@ class WorkerPool:
         for entry in self.models.values():
             for slot in entry.slots:
                 if job_id in slot.jobs and slot.worker is not None:
-                    if not slot.ready:
-                        pass
-                    elif len(slot.jobs) == 1:
+                    if slot.ready and len(slot.jobs) == 1:
                         slot.worker.kill()
-                    else:
+                    elif slot.ready:
                         slot.worker.cancel(job_id)
                     return True
         return False
